@@ -1,0 +1,650 @@
+"""The CARBS suggest/observe loop and its state.
+
+One suggestion is made in one of three ways:
+
+1. *random*: until ``num_random_samples`` runs have succeeded, sample around
+   the search center;
+2. *resample*: every ``resample_frequency`` observations, run again the
+   least-sampled member of the Pareto set, to average out noise;
+3. *model*: fit the surrogates, draw candidates around the members of the
+   Pareto set and return the one maximising
+   ``EI(output over the Pareto front at its predicted cost) * search density *
+   P(success)``, among those not predicted to cost more than the ceiling.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carbs import acquisition, serialization
+from carbs.config import CARBSParams
+from carbs.pareto import (
+    ObservationGroup,
+    group_cost,
+    group_observations,
+    group_output,
+    pareto_area,
+    pareto_groups,
+)
+from carbs.space import ChoiceSpace, Param, ParamValue, SearchSpace, SpaceError
+from carbs.surrogate import SurrogateModel
+from carbs.types import (
+    SUGGESTION_ID_DICT_KEY,
+    ObservationInBasic,
+    ObservationInParam,
+    ObserveOutput,
+    ParamDictType,
+    ParetoPoint,
+    SuggestionInBasic,
+    SuggestOutput,
+)
+
+logger = logging.getLogger(__name__)
+
+# Most candidates drawn per requested one before falling back to clipping.
+_MAX_OVERSAMPLE = 64
+
+
+class CARBS:
+    """Cost-aware Pareto-region Bayesian search.
+
+    Args:
+        config: the optimizer's settings.
+        params: the tuned parameters, each with its space and search center.
+
+    ``suggest``, ``suggest_batch`` and ``observe`` are thread-safe. The
+    optimizer draws from its own seeded generator and never touches global
+    random state: the same seed and the same observations give the same
+    suggestions.
+    """
+
+    def __init__(self, config: CARBSParams, params: Sequence[Param]) -> None:
+        if not isinstance(config, CARBSParams):
+            raise TypeError(f"config must be a CARBSParams, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        self.params = list(params)
+        self.search_space = SearchSpace(self.params)
+        self.search_radius_in_basic = float(config.initial_search_radius)
+        self.search_center_in_basic = np.zeros(self.search_space.dim)
+        self.set_search_center({p.name: p.search_center for p in self.params})
+        self.success_observations: list[ObservationInBasic] = []
+        self.failure_observations: list[ObservationInBasic] = []
+        self.outstanding_suggestions: dict[str, SuggestionInBasic] = {}
+        self.resample_count = 0
+        self.suggestion_count = 0
+        self._lock = threading.RLock()
+        self._fit_cache: tuple[tuple[int, int], SurrogateModel, list[ObservationGroup]] | None = None
+        self._warn_unreachable_integers()
+        self._wandb: Any = None
+        if config.is_wandb_logging_enabled:
+            self._init_wandb()
+
+    # ------------------------------------------------------------------
+    # Public API
+    # ------------------------------------------------------------------
+    @property
+    def real_dim(self) -> int:
+        """Number of basic-space coordinates."""
+        return self.search_space.dim
+
+    @property
+    def observation_count(self) -> int:
+        """Successful plus failed observations."""
+        return len(self.success_observations) + len(self.failure_observations)
+
+    @property
+    def cumulative_cost(self) -> float:
+        """Summed cost of successful observations (as the reference counts it)."""
+        return float(sum(o.cost for o in self.success_observations))
+
+    @property
+    def total_cost(self) -> float:
+        """Summed cost of every observation, failures included."""
+        return self.cumulative_cost + float(sum(o.cost for o in self.failure_observations))
+
+    def set_search_center(self, input_in_param: ParamDictType) -> None:
+        """Move the center the random phase samples around (a full parameter dict)."""
+        values = {k: v for k, v in input_in_param.items() if k != SUGGESTION_ID_DICT_KEY}
+        self.search_center_in_basic = self.search_space.to_basic(values, what="search center")
+
+    def suggest(
+        self, suggestion_id: str | None = None, is_suggestion_remembered: bool = True
+    ) -> SuggestOutput:
+        """Return the next point to run.
+
+        Args:
+            suggestion_id: id to remember the suggestion by (a UUID by default).
+            is_suggestion_remembered: keep it as pending until observed, so that
+                later suggestions avoid it.
+
+        Returns:
+            ``SuggestOutput(suggestion, log)``: ``suggestion`` holds the
+            parameter values and, when remembered, ``"suggestion_uuid"``.
+        """
+        with self._lock:
+            return self._suggest_one(suggestion_id, is_suggestion_remembered)
+
+    def suggest_batch(self, n: int) -> list[SuggestOutput]:
+        """Return ``n`` different suggestions for ``n`` idle workers, all pending.
+
+        Each one is made knowing the ones before it are pending, and the
+        models are fitted once for the whole batch.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"suggest_batch: n must be a positive integer, got {n!r}")
+        with self._lock:
+            return [self._suggest_one(None, True) for _ in range(n)]
+
+    def observe(self, new_observation_in_param: ObservationInParam) -> ObserveOutput:
+        """Record a finished run; its pending suggestion (if any) is forgotten.
+
+        Non-finite outputs are recorded as failures. Raises ``ValueError`` naming
+        the field for unknown or missing parameters, out-of-bounds values, and a
+        cost that is not finite and > 0.
+        """
+        with self._lock:
+            basic = self._to_basic_observation(new_observation_in_param)
+            self.forget_suggestion(new_observation_in_param.input)
+            failed = bool(new_observation_in_param.is_failure) or not math.isfinite(basic.output)
+            (self.failure_observations if failed else self.success_observations).append(basic)
+            logs = self._observation_log(new_observation_in_param, failed)
+            if self.config.is_saved_on_every_observation:
+                self.save_to_file(
+                    Path(self.config.checkpoint_dir) / f"carbs_{self.observation_count}obs.json"
+                )
+            if self._wandb is not None:
+                self._wandb.log_observation(logs)
+            return ObserveOutput(logs=logs)
+
+    def forget_suggestion(self, suggestion_to_forget: dict[str, Any]) -> None:
+        """Drop a pending suggestion, identified by its ``suggestion_uuid``.
+
+        Unknown ids are logged and ignored; dicts without an id are ignored.
+        """
+        with self._lock:
+            key = suggestion_to_forget.get(SUGGESTION_ID_DICT_KEY)
+            if key is None:
+                return
+            if str(key) in self.outstanding_suggestions:
+                del self.outstanding_suggestions[str(key)]
+            else:
+                logger.warning("forget_suggestion: unknown suggestion_uuid %r (ignored)", key)
+
+    def initialize_from_observations(
+        self, observations: Sequence[ObservationInParam]
+    ) -> ObserveOutput:
+        """Add many observations at once and center the search on the best one."""
+        with self._lock:
+            added: list[ObservationInParam] = []
+            for obs in observations:
+                basic = self._to_basic_observation(obs)
+                failed = bool(obs.is_failure) or not math.isfinite(basic.output)
+                (self.failure_observations if failed else self.success_observations).append(basic)
+                if not failed:
+                    added.append(obs)
+            if added:
+                sign = self.config.better_direction_sign
+                best = max(added, key=lambda o: float(o.output) * sign)
+                self.set_search_center(best.input)
+            else:
+                logger.warning("initialize_from_observations: no successful observation to center on")
+            return ObserveOutput(logs={"observation_count": self.observation_count})
+
+    def get_pareto_set(self, is_conservative: bool | None = None) -> list[ParetoPoint]:
+        """The current performance-cost Pareto set in parameter space, cheapest first."""
+        with self._lock:
+            if is_conservative is None:
+                is_conservative = self.config.is_pareto_group_selection_conservative
+            groups = self._pareto_groups(is_conservative)
+            return [
+                ParetoPoint(
+                    input=self.search_space.from_basic(g[0].real_number_input)[0],
+                    output=group_output(g),
+                    cost=group_cost(g),
+                    sample_count=len(g),
+                )
+                for g in groups
+            ]
+
+    # -- state ---------------------------------------------------------------
+    def get_state_dict(self) -> dict[str, Any]:
+        """The full state as a JSON-compatible dict (see :mod:`carbs.serialization`)."""
+        with self._lock:
+            to_param = self.search_space.from_basic
+
+            def obs_dict(o: ObservationInBasic) -> dict[str, Any]:
+                return {
+                    "input": to_param(o.real_number_input)[0],
+                    "basic": [float(v) for v in o.real_number_input],
+                    "output": serialization.encode_float(o.output),
+                    "cost": o.cost,
+                    "suggestion_id": o.suggestion_id,
+                }
+
+            return {
+                "format": serialization.FORMAT_NAME,
+                "version": serialization.FORMAT_VERSION,
+                "config": self.config.to_dict(),
+                "params": [p.to_dict() for p in self.params],
+                "search_center": {
+                    "input": to_param(self.search_center_in_basic)[0],
+                    "basic": [float(v) for v in self.search_center_in_basic],
+                },
+                "search_radius": self.search_radius_in_basic,
+                "success_observations": [obs_dict(o) for o in self.success_observations],
+                "failure_observations": [obs_dict(o) for o in self.failure_observations],
+                # A list: the order of pending points matters to Thompson sampling.
+                "outstanding_suggestions": [
+                    {
+                        "id": k,
+                        "input": to_param(s.real_number_input)[0],
+                        "basic": [float(v) for v in s.real_number_input],
+                        "log_info": s.log_info,
+                    }
+                    for k, s in self.outstanding_suggestions.items()
+                ],
+                "resample_count": self.resample_count,
+                "suggestion_count": self.suggestion_count,
+            }
+
+    @classmethod
+    def load_state_dict(cls, state: dict[str, Any]) -> CARBS:
+        """Rebuild an optimizer from :meth:`get_state_dict` output (any released version)."""
+        state = serialization.upgrade(copy.deepcopy(state))
+        try:
+            config = CARBSParams.from_dict(dict(state["config"]))
+            config.is_wandb_logging_enabled = False
+            params = [Param.from_dict(p) for p in state["params"]]
+            opt = cls(config, params)
+            opt.search_center_in_basic = opt._stored_basic(state["search_center"], "search_center")
+            opt.search_radius_in_basic = serialization.decode_float(state["search_radius"], "search_radius")
+            for key, failed in (("success_observations", False), ("failure_observations", True)):
+                for i, o in enumerate(state[key]):
+                    field = f"{key}[{i}]"
+                    basic = opt._stored_basic(o, field)
+                    output = serialization.decode_float(o["output"], f"{field}.output")
+                    cost = serialization.decode_float(o["cost"], f"{field}.cost")
+                    target = opt.failure_observations if failed else opt.success_observations
+                    target.append(ObservationInBasic(basic, output, cost, o.get("suggestion_id")))
+            for i, s in enumerate(state["outstanding_suggestions"]):
+                basic = opt._stored_basic(s, f"outstanding_suggestions[{i}]")
+                opt.outstanding_suggestions[str(s["id"])] = SuggestionInBasic(basic, dict(s.get("log_info", {})))
+            opt.resample_count = int(state["resample_count"])
+            opt.suggestion_count = int(state["suggestion_count"])
+        except serialization.StateError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise serialization.StateError(f"CARBS state is malformed: {type(e).__name__}: {e}") from None
+        return opt
+
+    def _stored_basic(self, entry: dict[str, Any], field: str) -> np.ndarray:
+        """The basic row of a stored point: the exact one saved, checked against its input.
+
+        Parameter values do not map back to basic space bit for bit, and the
+        models would then differ in the last digits; the saved row avoids that.
+        """
+        from_input = self.search_space.to_basic(entry["input"], what=field)
+        if "basic" not in entry:
+            return from_input
+        row = np.asarray(entry["basic"], dtype=float)
+        if row.shape != from_input.shape or not np.allclose(row, from_input, rtol=1e-9, atol=1e-9):
+            raise serialization.StateError(f"state field {field!r}: 'basic' does not match 'input'")
+        return row
+
+    def save_to_file(self, path: str | Path) -> None:
+        """Write the state as JSON to ``path`` (atomically)."""
+        serialization.write_atomic(path, self.serialize())
+
+    @staticmethod
+    def load_from_file(path: str | Path) -> CARBS:
+        """Load an optimizer saved with :meth:`save_to_file`."""
+        return CARBS.load_state_dict(serialization.loads(Path(path).read_bytes()))
+
+    def serialize(self) -> str:
+        """The state as a JSON string."""
+        return serialization.dumps(self.get_state_dict())
+
+    @classmethod
+    def load_from_string(cls, state: str) -> CARBS:
+        """Load an optimizer from :meth:`serialize` output."""
+        return cls.load_state_dict(serialization.loads(state))
+
+    def warm_start(
+        self,
+        filename: str | Path,
+        is_prior_observation_valid: bool = False,
+        added_parameters: ParamDictType | None = None,
+    ) -> None:
+        """Start from an earlier run saved with :meth:`save_to_file`.
+
+        With ``is_prior_observation_valid`` the earlier observations are added
+        (those outside the current space are skipped with a warning);
+        ``added_parameters`` gives the value the earlier run implicitly used for
+        parameters it did not have. Otherwise only the search center moves to the
+        earlier run's best point. Added parameters also set the search center.
+        """
+        prior = CARBS.load_from_file(filename)
+        added = dict(added_parameters or {})
+        prior_keys, current_keys = set(prior.search_space.names), set(self.search_space.names)
+        with self._lock:
+            if is_prior_observation_valid:
+                if prior_keys - current_keys:
+                    raise ValueError(
+                        f"warm_start: the earlier run has parameters {sorted(prior_keys - current_keys)} "
+                        "that this search does not"
+                    )
+                if current_keys - prior_keys - set(added):
+                    raise ValueError(
+                        f"warm_start: pass added_parameters for {sorted(current_keys - prior_keys - set(added))}"
+                    )
+                if set(added) & prior_keys:
+                    raise ValueError(
+                        f"warm_start: added_parameters {sorted(set(added) & prior_keys)} already exist in the earlier run"
+                    )
+                for obs, failed in [(o, False) for o in prior.success_observations] + [
+                    (o, True) for o in prior.failure_observations
+                ]:
+                    values = prior.search_space.from_basic(obs.real_number_input)[0]
+                    values.update(added)
+                    try:
+                        basic = self._to_basic_observation(
+                            ObservationInParam(values, obs.output, obs.cost, failed)
+                        )
+                    except ValueError as e:
+                        logger.warning("warm_start: skipping observation %s: %s", values, e)
+                        continue
+                    (self.failure_observations if failed else self.success_observations).append(basic)
+                self.resample_count = prior.resample_count
+            elif prior.success_observations:
+                sign = self.config.better_direction_sign
+                best = max(prior.success_observations, key=lambda o: o.output * sign)
+                center = self.search_space.from_basic(self.search_center_in_basic)[0]
+                best_values = prior.search_space.from_basic(best.real_number_input)[0]
+                center.update({k: v for k, v in best_values.items() if k in current_keys})
+                try:
+                    self.set_search_center(center)
+                except SpaceError as e:
+                    logger.warning("warm_start: earlier best point not usable as center: %s", e)
+            if added:
+                center = self.search_space.from_basic(self.search_center_in_basic)[0]
+                center.update({k: v for k, v in added.items() if k in current_keys})
+                self.set_search_center(center)
+
+    # ------------------------------------------------------------------
+    # Internals
+    # ------------------------------------------------------------------
+    def _to_basic_observation(self, obs: ObservationInParam) -> ObservationInBasic:
+        if not isinstance(obs, ObservationInParam):
+            raise TypeError(f"expected an ObservationInParam, got {type(obs).__name__}")
+        if not isinstance(obs.input, dict):
+            raise ValueError(f"observation.input must be a dict of parameter values, got {obs.input!r}")
+        values = {k: v for k, v in obs.input.items() if k != SUGGESTION_ID_DICT_KEY}
+        basic = self.search_space.to_basic(values, what="observation.input")
+        output, cost = obs.output, obs.cost
+        if isinstance(output, bool) or not isinstance(output, (int, float, np.integer, np.floating)):
+            if not (obs.is_failure and output is None):
+                raise ValueError(f"observation.output must be a number, got {output!r}")
+            output = math.nan
+        if isinstance(cost, bool) or not isinstance(cost, (int, float, np.integer, np.floating)):
+            raise ValueError(f"observation.cost must be a number, got {cost!r}")
+        if not (math.isfinite(float(cost)) and float(cost) > 0):
+            raise ValueError(f"observation.cost must be finite and > 0, got {cost!r}")
+        if not isinstance(obs.is_failure, (bool, np.bool_)):
+            raise ValueError(f"observation.is_failure must be a bool, got {obs.is_failure!r}")
+        uid = obs.input.get(SUGGESTION_ID_DICT_KEY)
+        return ObservationInBasic(basic, float(output), float(cost), None if uid is None else str(uid))
+
+    def _next_rng(self) -> np.random.Generator:
+        seq = [self.config.seed, self.suggestion_count, len(self.success_observations), len(self.failure_observations)]
+        self.suggestion_count += 1
+        return np.random.default_rng(seq)
+
+    def _pareto_groups(self, is_conservative: bool) -> list[ObservationGroup]:
+        return pareto_groups(
+            group_observations(self.success_observations),
+            self.config.min_pareto_cost_fraction,
+            self.config.better_direction_sign,
+            is_conservative,
+        )
+
+    def _suggest_one(self, suggestion_id: str | None, remember: bool) -> SuggestOutput:
+        rng = self._next_rng()
+        kind = "model"
+        log_info: dict[str, float] = {}
+        if len(self.success_observations) < self.config.num_random_samples:
+            kind = "random"
+            point = self._sample_candidates(self.search_center_in_basic[None, :], 1, rng)[0][0]
+        elif self.config.resample_frequency > 0 and len(self.success_observations) > (
+            self.resample_count + 1
+        ) * self.config.resample_frequency:
+            kind = "resample"
+            point = self._resample_point()
+            self.resample_count += 1
+        else:
+            try:
+                point, log_info = self._model_candidate(rng)
+            except Exception as e:  # any model failure: keep the sweep going
+                logger.warning("surrogate models could not be used (%s: %s); sampling around the Pareto set", type(e).__name__, e)
+                kind = "fallback"
+                origins = np.stack([g[0].real_number_input for g in self._pareto_groups(True)])
+                point = self._sample_candidates(origins, 1, rng)[0][0]
+        suggestion = self.search_space.from_basic(point)[0]
+        out: dict[str, Any] = dict(suggestion)
+        if remember:
+            sid = suggestion_id if suggestion_id is not None else str(uuid.uuid4())
+            out[SUGGESTION_ID_DICT_KEY] = sid
+            self.outstanding_suggestions[sid] = SuggestionInBasic(point, log_info)
+        log = self._suggestion_log(suggestion, kind, log_info)
+        if self._wandb is not None:
+            self._wandb.log_suggestion(log)
+        return SuggestOutput(suggestion=out, log=log)
+
+    def _sample_candidates(
+        self, origins: np.ndarray, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` rounded in-bounds samples around ``origins`` and their log search density.
+
+        Out-of-bounds samples are rejected (keeping the search distribution);
+        when bounds reject nearly everything, the shortfall is made up by
+        projecting samples onto the bounds.
+        """
+        space = self.search_space
+        r = self.search_radius_in_basic
+        kept: list[np.ndarray] = []
+        dens: list[np.ndarray] = []
+        count = 0
+        drawn = 0
+        batch = max(n, 32)
+        while count < n and drawn < _MAX_OVERSAMPLE * max(n, 32):
+            raw = origins[rng.integers(len(origins), size=batch)] + rng.normal(0.0, r, size=(batch, space.dim))
+            drawn += batch
+            rounded = space.round(raw)
+            mask = space.in_bounds(rounded)
+            if mask.any():
+                kept.append(rounded[mask])
+                dens.append(acquisition.search_log_density(raw[mask], origins, r))
+                count += int(mask.sum())
+            batch = min(batch * 2, 8 * max(n, 32))
+        if count < n:
+            raw = origins[rng.integers(len(origins), size=n - count)] + rng.normal(0.0, r, size=(n - count, space.dim))
+            clipped = space.clip(raw)
+            kept.append(clipped)
+            dens.append(acquisition.search_log_density(clipped, origins, r))
+        return np.concatenate(kept)[:n], np.concatenate(dens)[:n]
+
+    def _resample_point(self) -> np.ndarray:
+        groups = sorted(self._pareto_groups(is_conservative=False), key=group_cost)
+        best_point, best_count = groups[0][0].real_number_input, math.inf
+        for g in groups:
+            x = g[0].real_number_input
+            pending = sum(
+                1 for s in self.outstanding_suggestions.values() if np.allclose(s.real_number_input, x, atol=1e-8)
+            )
+            if len(g) + pending < best_count:
+                best_point, best_count = x, len(g) + pending
+        return np.array(best_point, copy=True)
+
+    def _fitted_surrogate(self) -> tuple[SurrogateModel, list[ObservationGroup]]:
+        """Surrogates fitted on the observations, cached until the next observation.
+
+        Fitting draws from a generator seeded by the observation counts only,
+        so a cached fit and a fresh one are identical.
+        """
+        key = (len(self.success_observations), len(self.failure_observations))
+        if self._fit_cache is not None and self._fit_cache[0] == key:
+            return self._fit_cache[1], self._fit_cache[2]
+        fit_rng = np.random.default_rng([self.config.seed, *key, 7])
+        model = SurrogateModel(self.config.better_direction_sign, fit_rng)
+        X = np.stack([o.real_number_input for o in self.success_observations])
+        X_fail = (
+            np.stack([o.real_number_input for o in self.failure_observations])
+            if self.failure_observations
+            else np.empty((0, self.real_dim))
+        )
+        model.fit_observations(
+            X,
+            np.array([o.output for o in self.success_observations]),
+            np.array([o.cost for o in self.success_observations]),
+            X_fail,
+        )
+        model.fit_failures(X, X_fail)
+        groups = self._pareto_groups(self.config.is_pareto_group_selection_conservative)
+        pareto_obs = [o for g in groups for o in g]
+        model.fit_pareto(np.array([o.cost for o in pareto_obs]), np.array([o.output for o in pareto_obs]))
+        self._fit_cache = (key, model, groups)
+        return model, groups
+
+    def _model_candidate(self, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+        model, groups = self._fitted_surrogate()
+        model.rng = rng
+        pending = [s.real_number_input for s in self.outstanding_suggestions.values()]
+        if pending:
+            model.fit_pending(np.stack(pending), self.config.outstanding_suggestion_estimator)
+        else:
+            model.fit_pending(np.empty((0, self.real_dim)), self.config.outstanding_suggestion_estimator)
+        origins = np.stack([g[0].real_number_input for g in groups])
+        n = self.config.num_candidates_for_suggestion_per_dim * self.real_dim
+        candidates, log_density = self._sample_candidates(origins, n, rng)
+        pred = model.predict(candidates)
+        cfg = self.config
+        best = pred.pareto_surrogate
+        if cfg.is_expected_improvement_pareto_value_clamped:
+            lo, hi = math.log(group_cost(groups[0])), math.log(group_cost(groups[-1]))
+            if cfg.max_suggestion_cost is not None:
+                hi = min(hi, math.log(cfg.max_suggestion_cost))
+            threshold = rng.uniform(min(lo, hi), hi)
+            at_threshold = float(model.pareto_surrogate_at(np.array([threshold]))[0])
+            best = acquisition.clamp_pareto_value(best, at_threshold)
+        if cfg.is_expected_improvement_value_always_max:
+            best = np.full_like(best, float(model.output_to_surrogate(np.array([group_output(groups[-1])]))[0]))
+        cost_ok = np.ones(len(candidates), dtype=bool)
+        if cfg.max_suggestion_cost is not None:
+            cost_ok = pred.cost_estimate <= cfg.max_suggestion_cost
+            if not cost_ok.any():
+                logger.warning(
+                    "no candidate is predicted to cost less than max_suggestion_cost=%g; "
+                    "suggesting the cheapest predicted one",
+                    cfg.max_suggestion_cost,
+                )
+                cost_ok = pred.cost_estimate <= pred.cost_estimate.min()
+        log_ei = acquisition.log_expected_improvement(
+            pred.surrogate_output, pred.surrogate_var, best, cfg.exploration_bias
+        )
+        score = acquisition.acquisition_scores(log_ei, log_density, pred.success_probability, cost_ok)
+        i = int(np.argmax(score))
+        log_info = {
+            "surrogate_output": float(pred.surrogate_output[i]),
+            "surrogate_var": float(pred.surrogate_var[i]),
+            "pareto_surrogate": float(best[i]),
+            "target_estimate": float(pred.target_estimate[i]),
+            "cost_estimate": float(pred.cost_estimate[i]),
+            "success_probability": float(pred.success_probability[i]),
+            "log_expected_improvement": float(log_ei[i]),
+            "log_search_density": float(log_density[i]),
+            "acquisition_score": float(score[i]),
+        }
+        return candidates[i], log_info
+
+    def _base_log(self) -> dict[str, Any]:
+        return {
+            "observation_count": self.observation_count,
+            "cumulative_cost": self.cumulative_cost,
+            "failed_observation_count": len(self.failure_observations),
+        }
+
+    def _suggestion_log(self, suggestion: dict[str, ParamValue], kind: str, info: dict[str, float]) -> dict[str, Any]:
+        log = self._base_log()
+        log["suggestion_kind"] = kind
+        log.update({f"suggestion/{k}": v for k, v in suggestion.items()})
+        log.update({f"suggestion_meta/{k}": v for k, v in info.items()})
+        return log
+
+    def _observation_log(self, obs: ObservationInParam, failed: bool) -> dict[str, Any]:
+        log = self._base_log()
+        log.update({f"observation/{k}": v for k, v in obs.input.items() if k != SUGGESTION_ID_DICT_KEY})
+        log["observation/is_failure"] = int(failed)
+        if not failed:
+            log["observation/output"] = float(obs.output)
+            log["observation/cost"] = float(obs.cost)
+        if self.success_observations:
+            sign = self.config.better_direction_sign
+            best = max(self.success_observations, key=lambda o: o.output * sign)
+            best_values = self.search_space.from_basic(best.real_number_input)[0]
+            log.update({f"best_observation/{k}": v for k, v in best_values.items()})
+            log["best_observation/output"] = best.output
+            log["best_observation/cost"] = best.cost
+            groups = self._pareto_groups(self.config.is_pareto_group_selection_conservative)
+            log["pareto_group_count"] = len(groups)
+            log["pareto_area"] = pareto_area(groups)
+        return log
+
+    def _warn_unreachable_integers(self) -> None:
+        """Warn when the search radius can hardly reach an integer's neighbour."""
+        r = self.search_radius_in_basic
+        for p, s in zip(self.params, self.search_space.slices):
+            space = p.space
+            if isinstance(space, ChoiceSpace) or not space.is_integer:
+                continue
+            here = self.search_center_in_basic[s.start]
+            value = float(space.from_basic(np.array([here]))[0])
+            step = abs(float(space.to_basic(np.array([value + space.rounding_factor]))[0]) - here)
+            # Reaching the neighbour needs a move of half a step: under 5% chance beyond 2 radii.
+            if step / 2 > 2 * r:
+                logger.warning(
+                    "parameter %r: one integer step (%g) is %.2f basic units, far beyond the search "
+                    "radius %.2f, so neighbouring values will rarely be tried; lower its scale",
+                    p.name,
+                    space.rounding_factor,
+                    step,
+                    r,
+                )
+
+    def _init_wandb(self) -> None:
+        try:
+            from carbs.integrations.wandb import WandbLogger
+        except ImportError as e:
+            raise ImportError(
+                "is_wandb_logging_enabled=True needs Weights & Biases: pip install 'carbs[wandb]'"
+            ) from e
+        self._wandb = WandbLogger.from_params(self.config.wandb_params, self.config.to_dict())
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        state["_fit_cache"] = None
+        state["_wandb"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()

@@ -1,0 +1,124 @@
+"""Grouping repeated observations and choosing the performance-cost Pareto set.
+
+A *Pareto group* is the set of observations of one input; its output and cost
+are the means over its samples. Groups are ranked from cheap to expensive and
+a group joins the Pareto set when it beats every cheaper member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from carbs.types import ObservationInBasic, ObservationInParam, ParetoPoint
+
+if TYPE_CHECKING:
+    from carbs.space import Param
+
+ObservationGroup = tuple[ObservationInBasic, ...]
+
+
+def group_observations(observations: Sequence[ObservationInBasic]) -> list[ObservationGroup]:
+    """Group observations whose inputs are equal (to 1e-8 in basic space), in first-seen order."""
+    groups: dict[bytes, list[ObservationInBasic]] = {}
+    for obs in observations:
+        key = np.round(np.asarray(obs.real_number_input, dtype=float), 8).tobytes()
+        groups.setdefault(key, []).append(obs)
+    return [tuple(g) for g in groups.values()]
+
+
+def group_cost(group: Sequence[ObservationInBasic]) -> float:
+    """Mean cost of a group."""
+    return sum(o.cost for o in group) / len(group)
+
+
+def group_output(group: Sequence[ObservationInBasic]) -> float:
+    """Mean output of a group."""
+    return sum(o.output for o in group) / len(group)
+
+
+def pareto_groups(
+    groups: Sequence[ObservationGroup],
+    min_pareto_cost_fraction: float,
+    better_direction_sign: int,
+    is_conservative: bool = True,
+) -> list[ObservationGroup]:
+    """Pareto groups, cheapest first.
+
+    Every group at or below the ``min_pareto_cost_fraction`` quantile of all
+    observed costs competes for one first slot (cheap runs are noisy and
+    numerous; lumping them keeps the set from filling with them). Each more
+    expensive group joins when its mean output beats the last member's.
+
+    With ``is_conservative``, a group seen only once must beat the *best
+    single sample* of the last member rather than its mean, and resampled
+    groups are preferred for the first slot: one lucky noisy sample cannot
+    displace a point whose quality has been confirmed.
+    """
+    if not groups:
+        return []
+    sign = better_direction_sign
+    all_costs = np.array([o.cost for g in groups for o in g])
+    threshold = float(np.quantile(all_costs, min_pareto_cost_fraction))
+    cheap = [g for g in groups if group_cost(g) <= threshold]
+    if is_conservative:
+        resampled = [g for g in cheap if len(g) > 1]
+        cheap = resampled or cheap
+    first = max(cheap, key=lambda g: group_output(g) * sign)
+    rest = sorted((g for g in groups if group_cost(g) > threshold), key=group_cost)
+    chosen = [first]
+    best_mean = group_output(first) * sign
+    best_max = max(o.output * sign for o in first)
+    for g in rest:
+        mean = group_output(g) * sign
+        bar = best_max if (is_conservative and len(g) == 1) else best_mean
+        if mean > bar:
+            chosen.append(g)
+            best_mean = mean
+            best_max = max(o.output * sign for o in g)
+    return chosen
+
+
+def pareto_area(groups: Sequence[ObservationGroup]) -> float:
+    """Area under the Pareto staircase (output integrated over cost), for logging."""
+    area = 0.0
+    for prev, cur in zip(groups, groups[1:]):
+        area += (group_cost(cur) - group_cost(prev)) * group_output(prev)
+    return area
+
+
+def pareto_set_from_observations(
+    observations: Sequence[ObservationInParam],
+    params: Sequence[Param],
+    better_direction_sign: int,
+    min_pareto_cost_fraction: float = 0.2,
+    is_conservative: bool = True,
+) -> list[ParetoPoint]:
+    """The Pareto set of finished observations, in parameter space, cheapest first.
+
+    Failures and non-finite outputs are ignored. Inputs are mapped through the
+    search space so that values which round to the same point share a group.
+    """
+    from carbs.space import SearchSpace
+
+    space = SearchSpace(params)
+    basic: list[ObservationInBasic] = []
+    for obs in observations:
+        if obs.is_failure or not np.isfinite(obs.output):
+            continue
+        values = {k: v for k, v in obs.input.items() if k in space.names}
+        basic.append(ObservationInBasic(space.to_basic(values), float(obs.output), float(obs.cost)))
+    chosen = pareto_groups(
+        group_observations(basic), min_pareto_cost_fraction, better_direction_sign, is_conservative
+    )
+    return [
+        ParetoPoint(
+            input=space.from_basic(g[0].real_number_input)[0],
+            output=group_output(g),
+            cost=group_cost(g),
+            sample_count=len(g),
+        )
+        for g in chosen
+    ]

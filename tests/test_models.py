@@ -1,0 +1,112 @@
+"""Gaussian processes, the output warp and the acquisition function."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize
+from scipy.stats import norm
+
+from carbs.acquisition import acquisition_scores, log_expected_improvement, search_log_density
+from carbs.gp import GPClassifier, GPRegressor, _Priors
+from carbs.surrogate import QuantileWarp
+
+
+def test_marginal_likelihood_gradient_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 4))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=30)
+    gp = GPRegressor()
+    gp._center = X.mean(axis=0)
+    priors = _Priors(log_lengthscale=0.0)
+    theta = rng.normal(size=7) * 0.5
+
+    def f(t: np.ndarray) -> float:
+        return gp._neg_log_posterior(t, X, y, priors)[0]
+
+    def g(t: np.ndarray) -> np.ndarray:
+        return gp._neg_log_posterior(t, X, y, priors)[1]
+
+    assert optimize.check_grad(f, g, theta) < 1e-4 * max(1.0, float(np.linalg.norm(g(theta))))
+
+
+def test_gp_learns_relevant_dimensions_and_predicts() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2, 2, size=(80, 3))
+    y = np.sin(2 * X[:, 0]) + 0.01 * rng.normal(size=80)
+    gp = GPRegressor().fit(X, y, rng)
+    ls = gp.lengthscales
+    assert ls[0] < ls[1] and ls[0] < ls[2]
+    Xt = rng.uniform(-2, 2, size=(200, 3))
+    mean, var = gp.predict(Xt)
+    assert np.sqrt(np.mean((mean - np.sin(2 * Xt[:, 0])) ** 2)) < 0.15
+    assert np.all(var > 0)
+    # Far from the data the model is unsure.
+    _, far_var = gp.predict(np.full((1, 3), 30.0))
+    assert far_var[0] > 10 * np.median(var)
+
+
+def test_gp_handles_constant_targets_and_one_point() -> None:
+    rng = np.random.default_rng(2)
+    gp = GPRegressor().fit(rng.normal(size=(10, 2)), np.full(10, 3.0), rng)
+    mean, _ = gp.predict(rng.normal(size=(5, 2)))
+    assert np.allclose(mean, 3.0, atol=1e-6)
+    gp1 = GPRegressor().fit(np.zeros((1, 2)), np.array([1.5]), rng)
+    assert gp1.predict(np.zeros((1, 2)))[0][0] == pytest.approx(1.5, abs=1e-3)
+
+
+def test_joint_sample_respects_posterior() -> None:
+    rng = np.random.default_rng(3)
+    X = np.linspace(-1, 1, 20)[:, None]
+    gp = GPRegressor().fit(X, X[:, 0] ** 2, rng)
+    draws = np.stack([gp.sample_joint(X[:3], rng) for _ in range(200)])
+    assert np.allclose(draws.mean(axis=0), X[:3, 0] ** 2, atol=0.05)
+
+
+def test_classifier_separates_failures() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-2, 2, size=(120, 2))
+    failed = (X[:, 0] + X[:, 1] > 1.0).astype(float)
+    clf = GPClassifier().fit(X, failed, rng)
+    p = clf.predict_proba(np.array([[1.5, 1.5], [-1.5, -1.5], [0.5, 0.5]]))
+    assert p[0] > 0.8 and p[1] < 0.2 and 0.15 < p[2] < 0.85
+
+
+def test_log_expected_improvement_matches_closed_form_and_stays_finite() -> None:
+    mean = np.array([0.0, 1.0, -2.0, -30.0, -200.0])
+    var = np.array([1.0, 0.25, 4.0, 1.0, 1.0])
+    got = log_expected_improvement(mean, var, 0.5, 0.2)
+    s = np.sqrt(var)
+    z = (mean - 0.5 - 0.2) / s
+    direct = s * (z * norm.cdf(z) + norm.pdf(z))
+    assert np.allclose(np.exp(got[:3]), direct[:3], rtol=1e-9)
+    assert np.all(np.isfinite(got))
+    assert got[3] > got[4]  # still ranks candidates far below the front
+    # Asymptotic branch is continuous with the direct one.
+    a = log_expected_improvement(np.array([-24.9999, -25.0001]), np.ones(2), 0.0, 0.0)
+    assert abs(a[0] - a[1]) < 25 * 0.0002 * 1.01
+
+
+def test_search_density_uses_nearest_origin() -> None:
+    origins = np.array([[0.0, 0.0], [10.0, 0.0]])
+    d = search_log_density(np.array([[0.3, 0.0], [9.0, 0.0], [5.0, 0.0]]), origins, 0.3)
+    assert d[0] == pytest.approx(-0.5) and d[1] == pytest.approx(-0.5 * 100 / 9)
+    assert d[2] < d[1]
+
+
+def test_acquisition_excludes_expensive_and_failing_candidates() -> None:
+    score = acquisition_scores(np.zeros(3), np.zeros(3), np.array([1.0, 0.0, 1.0]), np.array([True, True, False]))
+    assert score[0] == 0.0 and score[1] == -math.inf and score[2] == -math.inf
+
+
+def test_quantile_warp_is_monotone_invertible_and_not_clipped() -> None:
+    values = np.random.default_rng(5).lognormal(size=100)
+    warp = QuantileWarp(values)
+    z = warp.transform(np.sort(values))
+    assert np.all(np.diff(z) >= 0)
+    assert z.min() == pytest.approx(norm.ppf(0.5 / 100)) and z.max() == pytest.approx(norm.ppf(1 - 0.5 / 100))
+    assert np.allclose(warp.inverse(z), np.sort(values))
+    assert len(warp._knots) == 10  # about sqrt(n) quantiles
+    assert np.all(QuantileWarp(np.ones(5)).transform(np.ones(3)) == 0)
