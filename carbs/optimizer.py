@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from carbs import acquisition, serialization
 from carbs.config import CARBSParams
@@ -192,6 +193,12 @@ class CARBS:
                 (self.failure_observations if failed else self.success_observations).append(basic)
                 if not failed:
                     added.append(obs)
+            # Resampling is paced by new observations: a bulk load must not be
+            # followed by a long run of back-to-back resamples catching up.
+            freq = self.config.resample_frequency
+            if freq > 0:
+                due = len(self.success_observations) // freq - 1
+                self.resample_count = max(self.resample_count, due)
             if added:
                 sign = self.config.better_direction_sign
                 best = max(added, key=lambda o: float(o.output) * sign)
@@ -432,7 +439,10 @@ class CARBS:
             self.resample_count += 1
         else:
             try:
-                point, log_info = self._model_candidate(rng)
+                # The matrices are small (a few hundred rows): multi-threaded BLAS
+                # only adds contention here, several-fold when the cores are busy.
+                with threadpool_limits(limits=1, user_api="blas"):
+                    point, log_info = self._model_candidate(rng)
             except Exception as e:  # any model failure: keep the sweep going
                 logger.warning("surrogate models could not be used (%s: %s); sampling around the Pareto set", type(e).__name__, e)
                 kind = "fallback"

@@ -67,7 +67,11 @@ def pareto_groups(
         resampled = [g for g in cheap if len(g) > 1]
         cheap = resampled or cheap
     first = max(cheap, key=lambda g: group_output(g) * sign)
-    rest = sorted((g for g in groups if group_cost(g) > threshold), key=group_cost)
+    # Ties in cost: the better group first, so an equally expensive worse one is dominated.
+    rest = sorted(
+        (g for g in groups if group_cost(g) > threshold),
+        key=lambda g: (group_cost(g), -group_output(g) * sign),
+    )
     chosen = [first]
     best_mean = group_output(first) * sign
     best_max = max(o.output * sign for o in first)

@@ -79,3 +79,10 @@ def test_pareto_set_in_param_space_ignores_failures() -> None:
     points = pareto_set_from_observations(observations, params, 1, min_pareto_cost_fraction=0.0)
     assert [p.input["x"] for p in points] == [1, 2]
     assert points[1].sample_count == 2 and points[1].output == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [0, 2, 1]])
+def test_equal_cost_keeps_only_the_better_group(order: list[int]) -> None:
+    data = [obs(0, 1.0, 1), obs(1, 0.8, 12), obs(2, 0.5, 12)]
+    groups = pareto_groups(group_observations([data[i] for i in order]), 0.0, -1, is_conservative=False)
+    assert [(group_cost(g), group_output(g)) for g in groups] == [(1, 1.0), (12, 0.5)]

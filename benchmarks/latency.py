@@ -1,0 +1,111 @@
+"""How long one ``suggest()`` takes as observations accumulate.
+
+Prints a markdown table of the median wall time of ``suggest()`` (which includes
+fitting the surrogates to the new observation) after n observations, for a
+5-dimensional and a 21-dimensional space::
+
+    python -m benchmarks.latency            # n = 10 ... 1000, d = 5 and 21
+    python -m benchmarks.latency --quick    # n = 10 ... 200
+
+Each measurement: build an optimizer, feed it n observations of a smooth
+cost-aware function, then time ``repeats`` model-based suggestions, each after
+observing the previous one, so every timed call refits on fresh data as in a
+real sweep (resample suggestions, which skip the models, are not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import carbs
+from carbs import CARBS, CARBSParams, LinearSpace, LogSpace, ObservationInParam, Param
+
+
+def make_params(dim: int) -> list[Param]:
+    """``dim`` parameters: one integer cost knob (epochs) and ``dim - 1`` real knobs."""
+    params = [Param("epochs", LogSpace(min=1, max=1000, is_integer=True, scale=0.3), 10)]
+    for i in range(dim - 1):
+        if i % 2 == 0:
+            params.append(Param(f"x{i}", LinearSpace(min=-5.0, max=5.0, scale=1.0), 0.0))
+        else:
+            params.append(Param(f"lr{i}", LogSpace(min=1e-6, max=1.0, scale=0.5), 1e-3))
+    return params
+
+
+def objective(p: dict, rng: np.random.Generator) -> tuple[float, float]:
+    """A smooth loss with a cost knob; returns (loss, cost in seconds)."""
+    loss = 1.0 / math.sqrt(p["epochs"])
+    for key, value in p.items():
+        if key.startswith("x"):
+            loss += 0.05 * (value - 1.0) ** 2
+        elif key.startswith("lr"):
+            loss += 0.05 * (math.log10(value) + 3.0) ** 2
+    return loss + 0.01 * rng.normal(), float(p["epochs"])
+
+
+def random_point(params: list[Param], rng: np.random.Generator) -> dict:
+    """A point drawn uniformly (in basic space) within the bounds, for the warm-up data."""
+    out: dict = {}
+    for param in params:
+        space = param.space
+        if isinstance(space, LogSpace):
+            value = 10 ** rng.uniform(math.log10(space.min), math.log10(space.max))
+            out[param.name] = int(round(value)) if space.is_integer else value
+        else:
+            out[param.name] = rng.uniform(space.min, space.max)
+    return out
+
+
+def time_suggest(dim: int, n: int, repeats: int, seed: int = 0) -> float:
+    """Median seconds per observe+suggest round after ``n`` observations."""
+    params = make_params(dim)
+    rng = np.random.default_rng(seed)
+    opt = CARBS(CARBSParams(better_direction_sign=-1, seed=seed), params)
+    history = []
+    for _ in range(n):
+        p = random_point(params, rng)
+        loss, cost = objective(p, rng)
+        history.append(ObservationInParam(p, loss, cost))
+    opt.initialize_from_observations(history)
+    times: list[float] = []
+    while len(times) < repeats:
+        start = time.perf_counter()
+        out = opt.suggest()
+        elapsed = time.perf_counter() - start
+        # Resamples (every resample_frequency-th call) skip the models: time model suggestions only.
+        if out.log.get("suggestion_kind") == "model":
+            times.append(elapsed)
+        loss, cost = objective(out.suggestion, rng)
+        opt.observe(ObservationInParam(out.suggestion, loss, cost))
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the latency table and print it."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="stop at n = 200")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per cell (default 5)")
+    parser.add_argument("--dims", type=int, nargs="+", default=[5, 21], help="dimensions (default 5 21)")
+    args = parser.parse_args(argv)
+    sizes = [10, 50, 100, 200] if args.quick else [10, 50, 100, 200, 500, 1000]
+
+    print(f"carbs {carbs.__version__}, numpy {np.__version__}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print()
+    print("| n observations | " + " | ".join(f"d = {d} (s)" for d in args.dims) + " |")
+    print("|---:|" + "---:|" * len(args.dims))
+    for n in sizes:
+        cells = [f"{time_suggest(d, n, args.repeats):.3f}" for d in args.dims]
+        print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
