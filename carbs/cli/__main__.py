@@ -1,0 +1,7 @@
+"""``python -m carbs.cli``: the ``carbs`` command without the console script."""
+
+import sys
+
+from carbs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,211 @@
+"""``carbs plot``, ``carbs scaling`` and ``carbs report``: scaling analysis of a stored study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", metavar="URL", default=None,
+                        help="database URL or SQLite file path (default: $CARBS_STORAGE or "
+                             "carbs.db in the working directory)")
+    parser.add_argument("--study", metavar="NAME", default=None,
+                        help="study name (may be left out when the storage holds one study)")
+    group = parser.add_argument_group("analysis")
+    group.add_argument("--confidence", type=float, default=0.9,
+                       help="level of the bootstrap intervals (default 0.9)")
+    group.add_argument("--bootstrap", type=int, default=1000,
+                       help="bootstrap replicates per fit (default 1000)")
+    group.add_argument("--low-cost-quantile", type=float, default=0.2,
+                       help="Pareto points at or below this quantile of observed costs are "
+                            "down-weighted (default 0.2)")
+    group.add_argument("--low-cost-weight", type=float, default=0.25,
+                       help="weight of those points; 0 drops them (default 0.25)")
+    group.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Open the study and analyse it; returns ``(study, analysis)``."""
+    from carbs.analysis import ScalingAnalysis
+    from carbs.cli.common import open_study
+
+    study = open_study(args)  # a missing study or bad storage: CliError with the shared exit codes
+    analysis = ScalingAnalysis.from_study(
+        study,
+        confidence=args.confidence,
+        n_bootstrap=args.bootstrap,
+        low_cost_quantile=args.low_cost_quantile,
+        low_cost_weight=args.low_cost_weight,
+        seed=args.seed,
+    )
+    return study, analysis
+
+
+def _value(value: Any) -> str:
+    """A parameter value for the terminal: floats in 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _study_name(study: Any, args: argparse.Namespace) -> str:
+    return str(getattr(study, "name", None) or args.study or "study")
+
+
+def _fail(message: str) -> int:
+    """Print a user error (bad option value, nothing to analyse) and return the usage code."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from carbs.analysis.plots import save_plots
+
+    try:
+        _study, analysis = _load(args)
+        if not analysis.observations:
+            return _fail("the study has no finished trials to plot")
+        paths = save_plots(analysis, args.out, formats=args.format or ["png"],
+                           target_cost=args.target_cost, dpi=args.dpi)
+    except ValueError as e:
+        return _fail(str(e))
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _law_rows(analysis: Any) -> list[str]:
+    lines = [f"{'parameter':<20} {'exponent':>9}  {'interval':<20} {'R2':>6} {'pts':>4}  law"]
+    for law in analysis.laws.values():
+        lo, hi = law.exponent_interval
+        lines.append(
+            f"{law.param:<20} {law.exponent:>+9.4f}  [{lo:+.3f}, {hi:+.3f}]{'':<3} "
+            f"{law.r_squared:>6.3f} {law.n_points:>4}  {law.formula()}"
+        )
+    for name, reason in analysis.skipped.items():
+        lines.append(f"{name:<20} {'—':>9}  {reason}")
+    return lines
+
+
+def _cmd_scaling(args: argparse.Namespace) -> int:
+    try:
+        study, analysis = _load(args)
+        if not analysis.successes:
+            return _fail("the study has no successful trials")
+        target = args.target_cost
+        if target is None:
+            target = 10.0 * analysis.observed_cost_range[1]
+        ext = analysis.extrapolate(target)
+    except ValueError as e:
+        return _fail(str(e))
+    if args.json:
+        payload = analysis.to_dict()
+        payload["extrapolation"] = ext.to_dict()
+        from carbs.analysis.jsonutil import jsonable
+
+        print(json.dumps(jsonable(payload), indent=2))
+        return 0
+    conf = f"{analysis.confidence:.0%}"
+    lo, hi = analysis.observed_cost_range
+    print(f"study {_study_name(study, args)}: {len(analysis.observations)} finished trials, "
+          f"{len(analysis.pareto_points)} Pareto points, cost {lo:.4g} to {hi:.4g}")
+    print(f"\nscaling laws over the Pareto set ({conf} bootstrap intervals):")
+    print("\n".join(_law_rows(analysis)))
+    if analysis.front is not None:
+        f = analysis.front
+        print(f"\nPareto front: {f.formula()}  alpha {conf} [{f.alpha_interval[0]:.3f}, "
+              f"{f.alpha_interval[1]:.3f}], R2 {f.r_squared:.3f}")
+    else:
+        print(f"\nPareto front not fitted: {analysis.front_skipped}")
+    print(f"\nat target cost {ext.target_cost:.4g} ({ext.cost_ratio:.3g}x the costliest trial):")
+    for w in ext.warnings:
+        print(f"  WARNING: {w}")
+    for name, value in ext.suggestion.items():
+        pred = ext.parameters.get(name)
+        if pred is None:
+            print(f"  {name:<20} {_value(value):>12}  (from the costliest Pareto point)")
+        else:
+            print(f"  {name:<20} {_value(pred.suggested):>12}  [{pred.interval[0]:.4g}, "
+                  f"{pred.interval[1]:.4g}]")
+    if ext.output is not None and ext.output_interval is not None:
+        print(f"  predicted best output {ext.output:.4g} [{ext.output_interval[0]:.4g}, "
+              f"{ext.output_interval[1]:.4g}]")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from carbs.analysis.report import write_report
+
+    try:
+        study, analysis = _load(args)
+        path = write_report(
+            analysis,
+            args.out,
+            title=args.title or f"CARBS study report: {_study_name(study, args)}",
+            study_name=_study_name(study, args),
+            target_cost=args.target_cost,
+            image_format=args.image_format,
+        )
+    except ValueError as e:
+        return _fail(str(e))
+    print(f"{path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``plot``, ``scaling`` and ``report`` commands to the ``carbs`` CLI."""
+    plot = subparsers.add_parser(
+        "plot", help="plot the Pareto front, scaling laws and progress of a study",
+        description="Write pareto_front, scaling_laws and best_so_far images of a study.",
+    )
+    _add_common(plot)
+    plot.add_argument("--out", "-o", type=Path, default=Path("carbs_plots"),
+                      help="output folder (default carbs_plots)")
+    plot.add_argument("--format", action="append", choices=["png", "svg"],
+                      help="image format; repeat for several (default png)")
+    plot.add_argument("--target-cost", type=_positive_float, default=None,
+                      help="also show the extrapolation to this cost")
+    plot.add_argument("--dpi", type=int, default=110, help="PNG resolution (default 110)")
+    plot.set_defaults(func=_cmd_plot)
+
+    scaling = subparsers.add_parser(
+        "scaling", help="fit scaling laws and extrapolate to a target cost",
+        description="Fit value = k * cost^e for every numeric parameter over the Pareto set, "
+                    "fit the Pareto front and predict settings at a target cost.",
+    )
+    _add_common(scaling)
+    scaling.add_argument("--target-cost", type=_positive_float, default=None,
+                         help="cost to extrapolate to (default: 10x the costliest trial)")
+    scaling.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    scaling.set_defaults(func=_cmd_scaling)
+
+    report = subparsers.add_parser(
+        "report", help="write a self-contained HTML report of a study",
+        description="Write one HTML file (no network needed to view it) with the summary, "
+                    "best trial, Pareto set, plots, scaling laws and extrapolation.",
+    )
+    _add_common(report)
+    report.add_argument("--out", "-o", type=Path, default=Path("carbs_report.html"),
+                        help="output file (default carbs_report.html)")
+    report.add_argument("--target-cost", type=_positive_float, default=None,
+                        help="cost to extrapolate to (default: 10x the costliest trial)")
+    report.add_argument("--title", default=None, help="page title")
+    report.add_argument("--image-format", choices=["png", "svg"], default="png",
+                        help="embed images as base64 PNG or inline SVG (default png)")
+    report.set_defaults(func=_cmd_report)

@@ -1,0 +1,211 @@
+"""``carbs status``, ``carbs best`` and ``carbs trials``: looking at stored studies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from carbs.cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_NO_RESULTS,
+    EXIT_OK,
+    EXIT_STORAGE,
+    CliError,
+    add_global_options,
+    add_storage_args,
+    fmt_number,
+    fmt_params,
+    fmt_seconds,
+    open_study,
+    stdout_console,
+)
+from carbs.storage import TrialState, utcnow
+
+
+def register(subparsers: Any) -> None:
+    """Add ``status``, ``best`` and ``trials`` to the ``carbs`` command."""
+    status = subparsers.add_parser(
+        "status",
+        help="show the studies in a storage, or one study's progress",
+        description="Without --study (and with several studies), list every study. With one "
+        "study, show its trial counts, budget use, running trials and recent failures. "
+        "Running trials whose worker stopped heartbeating are marked FAILED (stale).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_storage_args(status)
+    add_global_options(status)
+    status.set_defaults(func=cmd_status)
+
+    best = subparsers.add_parser(
+        "best",
+        help="show a study's best trial and its Pareto front",
+        description="Print the best COMPLETE trial and the output-versus-cost Pareto front.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_storage_args(best)
+    best.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_global_options(best)
+    best.set_defaults(func=cmd_best)
+
+    trials = subparsers.add_parser(
+        "trials",
+        help="list a study's trials",
+        description="List every trial with its state, output, cost and parameters.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_storage_args(trials)
+    trials.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output format"
+    )
+    trials.add_argument(
+        "--state",
+        choices=[s.value for s in TrialState],
+        action="append",
+        help="only trials in this state (repeatable)",
+    )
+    add_global_options(trials)
+    trials.set_defaults(func=cmd_trials)
+
+
+def _list_studies(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from carbs.storage import Storage, StorageError
+    from carbs.study import Study
+
+    try:
+        storage = Storage(args.storage)
+        records = storage.list_studies()
+    except StorageError as e:
+        raise CliError(str(e), EXIT_STORAGE) from None
+    console = stdout_console()
+    if not records:
+        console.print(f"no studies in {storage}")
+        return EXIT_OK
+    table = Table(title=f"studies in {storage}")
+    for col in ("study", "direction", "metric", "complete", "running", "failed", "best"):
+        table.add_column(col)
+    for record in records:
+        study = Study(storage, record)
+        counts = study.state_counts()
+        try:
+            best = fmt_number(study.best_trial.output)
+        except ValueError:
+            best = "-"
+        table.add_row(
+            study.name, study.direction, study.metric, str(counts[TrialState.COMPLETE]),
+            str(counts[TrialState.RUNNING]), str(counts[TrialState.FAILED]), best,
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``carbs status``."""
+    from carbs.storage import Storage, StorageError
+
+    if args.study is None:
+        try:
+            if len(Storage(args.storage).list_studies()) != 1:
+                return _list_studies(args)
+        except StorageError as e:
+            raise CliError(str(e), EXIT_STORAGE) from None
+    study = open_study(args)
+    reaped = study.reap_stale_trials()
+    console = stdout_console()
+    trials = study.trials()
+    counts = study.state_counts()
+    budget = (study.config.get("budget") or {}) if study.config else {}
+    console.print(f"[bold]{study.name}[/]  {study.direction} {study.metric}  ({study.storage})")
+    line = (
+        f"trials: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.RUNNING]} running, "
+        f"{counts[TrialState.FAILED]} failed"
+    )
+    if budget.get("trials"):
+        line += f"  (budget {budget['trials']})"
+    console.print(line)
+    spent = sum(t.cost for t in trials if t.cost is not None)
+    cost_line = f"cost spent: {fmt_number(spent, 5)}"
+    if budget.get("cost"):
+        cost_line += f" / {fmt_number(budget['cost'], 5)}"
+    console.print(cost_line)
+    if reaped:
+        console.print(f"marked FAILED (stale): trials {reaped}")
+    try:
+        best = study.best_trial
+        console.print(
+            f"best: trial {best.number} {study.metric}={fmt_number(best.output)} "
+            f"cost={fmt_number(best.cost, 4)}  {fmt_params(best.params)}"
+        )
+    except ValueError:
+        console.print("best: -")
+    now = utcnow()
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            age = (now - (t.heartbeat_at or t.started_at)).total_seconds()
+            console.print(
+                f"running: trial {t.number} on {t.worker} for "
+                f"{fmt_seconds((now - t.started_at).total_seconds())} (last heartbeat "
+                f"{fmt_seconds(age)} ago)  {fmt_params(t.params)}"
+            )
+    failures = [t for t in trials if t.state == TrialState.FAILED][-5:]
+    for t in failures:
+        console.print(f"failed: trial {t.number}: {_failure_note(t)}")
+    return EXIT_OK
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    """``carbs best``."""
+    from carbs.cli.results import print_results, results_dict
+
+    study = open_study(args)
+    if args.format == "json":
+        data = results_dict(study)
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return EXIT_OK if data["best_trial"] is not None else EXIT_NO_RESULTS
+    return EXIT_OK if print_results(study, sys.stdout) else EXIT_NO_RESULTS
+
+
+def _failure_note(trial: Any) -> str:
+    """``timeout: timed out after 60 s``, without repeating the kind when the reason starts with it."""
+    if trial.fail_kind is None:
+        return ""
+    reason = trial.fail_reason or ""
+    kind = str(trial.fail_kind)
+    return reason if reason.startswith(kind) else f"{kind}: {reason}"
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    """``carbs trials``."""
+    from rich.table import Table
+
+    from carbs.study_export import trials_csv
+
+    study = open_study(args)
+    trials = study.trials(args.state)
+    if args.format == "csv":
+        sys.stdout.write(trials_csv(trials))
+        return EXIT_OK
+    if args.format == "json":
+        sys.stdout.write(json.dumps([t.to_dict() for t in trials], indent=2) + "\n")
+        return EXIT_OK
+    table = Table(title=f"{study.name}: {len(trials)} trials")
+    for col in ("#", "state", study.metric, "cost", "duration", "params", "note"):
+        table.add_column(col, justify="right" if col in ("#", "cost", "duration") else "left")
+    for t in trials:
+        table.add_row(
+            str(t.number),
+            t.state.value,
+            fmt_number(t.output),
+            fmt_number(t.cost, 4),
+            fmt_seconds(t.duration),
+            fmt_params(t.params),
+            _failure_note(t),
+        )
+    stdout_console().print(table)
+    return EXIT_OK

@@ -1,0 +1,238 @@
+"""``carbs run`` (start or resume a sweep from a file) and ``carbs worker`` (join one)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from carbs.cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_NO_RESULTS,
+    EXIT_OK,
+    EXIT_STORAGE,
+    EXIT_STUDY,
+    EXIT_USAGE,
+    CliError,
+    add_global_options,
+    add_storage_args,
+    fmt_number,
+    fmt_params,
+    open_study,
+    stderr_console,
+)
+from carbs.sweep_config import Budget, SweepConfigError, parse_duration
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``run`` and ``worker`` to the ``carbs`` command."""
+    run = subparsers.add_parser(
+        "run",
+        help="run (or resume) the sweep described in a YAML or TOML file",
+        description="Run the sweep described in SWEEP_FILE. If its study exists in the storage, "
+        "the sweep resumes where it stopped; the budget counts the trials already done.",
+        epilog="example:\n  carbs run sweep.yaml --workers 2\n\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("sweep_file", metavar="SWEEP_FILE", help="sweep description (.yaml, .yml or .toml)")
+    run.add_argument("--storage", metavar="URL", help="override the file's storage URL")
+    run.add_argument("--study", metavar="NAME", help="override the file's study name")
+    run.add_argument(
+        "--allow-space-change",
+        action="store_true",
+        help="resume a study even though its search space, direction or metric changed",
+    )
+    _add_run_options(run)
+    add_global_options(run)
+    run.set_defaults(func=cmd_run)
+
+    worker = subparsers.add_parser(
+        "worker",
+        help="join an existing sweep from another terminal or machine",
+        description="Run trials of a study created by 'carbs run', using the command and "
+        "budget stored with it, until the budget is spent. Ctrl-C stops cleanly: the "
+        "running trials are marked FAILED (interrupted).",
+        epilog="example:\n  carbs worker --storage postgresql://user@db/sweeps --study mlp\n\n"
+        + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_storage_args(worker)
+    worker.add_argument(
+        "--workdir", metavar="DIR", help="directory to run the command in (default: the stored one)"
+    )
+    _add_run_options(worker)
+    add_global_options(worker)
+    worker.set_defaults(func=cmd_worker)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, metavar="N", help="trials to run in parallel here")
+    parser.add_argument("--trials", type=int, metavar="N", help="total trial budget of the study")
+    parser.add_argument("--max-cost", type=float, metavar="X", help="total cost budget of the study")
+    parser.add_argument(
+        "--max-time", metavar="DURATION", help="stop starting trials after this long (e.g. 90s, 30m, 2h)"
+    )
+    parser.add_argument("--trial-timeout", metavar="DURATION", help="kill a trial running longer")
+    parser.add_argument("--no-progress", action="store_true", help="no live display; one line per trial")
+    parser.add_argument("--echo", action="store_true", help="show the trial programs' output")
+
+
+def _budget(args: argparse.Namespace, base: Budget) -> Budget:
+    try:
+        max_time = parse_duration("--max-time", args.max_time) if args.max_time else base.max_time
+    except SweepConfigError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    for flag, value in (("--trials", args.trials), ("--max-cost", args.max_cost)):
+        if value is not None and value <= 0:
+            raise CliError(f"{flag} must be > 0, got {value!r}", EXIT_USAGE)
+    return Budget(
+        max_trials=args.trials if args.trials is not None else base.max_trials,
+        max_cost=args.max_cost if args.max_cost is not None else base.max_cost,
+        max_time=max_time,
+    )
+
+
+def _overrides(args: argparse.Namespace, spec: Any) -> Any:
+    from carbs.runner.worker import spec_with_overrides
+
+    timeout = None
+    if args.trial_timeout:
+        try:
+            timeout = parse_duration("--trial-timeout", args.trial_timeout)
+        except SweepConfigError as e:
+            raise CliError(str(e), EXIT_USAGE) from None
+    return spec_with_overrides(
+        spec, {"budget": _budget(args, spec.budget), "trial_timeout": timeout, "echo": args.echo or None}
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``carbs run SWEEP_FILE``."""
+    from carbs.runner.worker import RunSpec
+    from carbs.storage import Storage, StorageError
+    from carbs.study import StudyDefinitionError, create_study
+    from carbs.sweep_config import load_sweep_config
+
+    try:
+        config = load_sweep_config(args.sweep_file)
+    except SweepConfigError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    if args.study:
+        config.name = args.study
+    spec = _overrides(args, RunSpec.from_sweep(config))
+    config.budget = spec.budget
+    config.trial_timeout = spec.trial_timeout
+    workers = args.workers if args.workers is not None else config.workers
+    if workers < 1:
+        raise CliError(f"--workers must be >= 1, got {workers}", EXIT_USAGE)
+    config.workers = workers
+    try:
+        storage = Storage(args.storage or config.storage)
+        existed = any(s.name == config.name for s in storage.list_studies())
+        study = create_study(
+            config.name,
+            storage,
+            config.params,
+            config.direction,
+            metric=config.metric,
+            settings=config.carbs_params(),
+            config=config.run_config(),
+            load_if_exists=True,
+            allow_space_change=args.allow_space_change,
+        )
+    except StudyDefinitionError as e:
+        raise CliError(str(e), EXIT_STUDY) from None
+    except StorageError as e:
+        raise CliError(str(e), EXIT_STORAGE) from None
+    console = stderr_console()
+    counts = study.state_counts()
+    if existed:
+        console.print(
+            f"resuming study [bold]{study.name}[/] ({sum(counts.values())} trials so far) in "
+            f"{storage}"
+        )
+    else:
+        console.print(f"created study [bold]{study.name}[/] in {storage}")
+    return _run(study, spec, workers, args, console)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``carbs worker --storage URL --study NAME``."""
+    from carbs.runner.worker import RunSpec
+
+    study = open_study(args)
+    try:
+        spec = RunSpec.from_study(study)
+    except ValueError as e:
+        raise CliError(str(e), EXIT_STUDY) from None
+    spec = _overrides(args, spec)
+    if args.workdir:
+        spec.workdir = os.path.abspath(args.workdir)
+    if not os.path.isdir(spec.workdir):
+        raise CliError(
+            f"the study's working directory {spec.workdir!r} does not exist on this machine; "
+            "pass --workdir",
+            EXIT_USAGE,
+        )
+    workers = args.workers if args.workers is not None else 1
+    if workers < 1:
+        raise CliError(f"--workers must be >= 1, got {workers}", EXIT_USAGE)
+    console = stderr_console()
+    console.print(f"joining study [bold]{study.name}[/] in {study.storage}")
+    return _run(study, spec, workers, args, console)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console: Any) -> int:
+    from carbs.cli.progress import ProgressDisplay
+    from carbs.cli.results import print_results
+    from carbs.runner.worker import SweepRunner
+
+    live = not args.no_progress and console.is_terminal and not args.echo
+
+    def on_end(record: Any, outcome: Any) -> None:
+        if live:
+            return
+        if record.fail_kind is None:
+            console.print(
+                f"trial {record.number} COMPLETE {study.metric}={fmt_number(record.output)} "
+                f"cost={fmt_number(record.cost, 4)}  {fmt_params(record.params)}"
+            )
+        else:
+            console.print(f"trial {record.number} FAILED ({record.fail_kind}): {record.fail_reason}")
+
+    runner = SweepRunner(study, spec, workers, on_trial_end=on_end)
+    # A SIGTERM (from a scheduler or `kill`) stops as cleanly as Ctrl-C. SIGINT is
+    # handled explicitly too: a process started in the background by a
+    # non-interactive shell inherits an ignored SIGINT and would never see Ctrl-C.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if live:
+            with ProgressDisplay(study, spec.budget, workers, console):
+                summary = runner.run()
+        else:
+            summary = runner.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if summary.stop_reason:
+        console.print(f"stopped: {summary.stop_reason}")
+    print_results(study, sys.stdout)
+    if summary.error is not None:
+        return EXIT_STORAGE
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    if summary.completed == 0 and summary.failed > 0:
+        console.print("[bold red]every trial of this run failed[/]; see 'carbs trials' for reasons")
+        return EXIT_NO_RESULTS
+    return EXIT_OK

@@ -1,0 +1,329 @@
+"""Workers that run a sweep's command for trial after trial until the budget is spent.
+
+One :class:`SweepRunner` drives ``n_workers`` threads; each asks the study for
+a trial, runs the command in a subprocess while a heartbeat keeps the trial
+alive in storage, and tells the result. Any number of runners, on any number
+of machines, may work on one study at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from carbs.runner.command import default_environment, render_command, trial_environment
+from carbs.runner.heartbeat import Heartbeat
+from carbs.runner.process import DEFAULT_KILL_GRACE, run_process
+from carbs.runner.results import TrialOutcome, evaluate
+from carbs.storage import FailKind, StorageError, TrialRecord, TrialStateError
+from carbs.study import BudgetExhausted, Study, Trial, default_worker_name
+from carbs.sweep_config import Budget, SweepConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSpec:
+    """How a sweep's trials are run.
+
+    Attributes mirror the sweep file (see ``carbs.sweep_config.SweepConfig``);
+    ``echo`` also prints the programs' output on this terminal.
+    """
+
+    command: list[str]
+    metric: str
+    cost: str | None = None
+    budget: Budget = field(default_factory=Budget)
+    trial_timeout: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = field(default_factory=os.getcwd)
+    log_dir: str | None = None
+    heartbeat_interval: float = 10.0
+    heartbeat_grace: float = 60.0
+    echo: bool = False
+    kill_grace: float = DEFAULT_KILL_GRACE
+
+    @classmethod
+    def from_sweep(cls, config: SweepConfig) -> RunSpec:
+        """The spec of a parsed sweep file."""
+        return cls(
+            command=list(config.command),
+            metric=config.metric,
+            cost=config.cost,
+            budget=config.budget,
+            trial_timeout=config.trial_timeout,
+            env=dict(config.env),
+            workdir=config.workdir,
+            log_dir=config.log_dir,
+            heartbeat_interval=config.heartbeat_interval,
+            heartbeat_grace=config.heartbeat_grace,
+        )
+
+    @classmethod
+    def from_study(cls, study: Study) -> RunSpec:
+        """The spec stored with a study by ``carbs run`` (used by ``carbs worker``)."""
+        cfg = study.config
+        if not cfg.get("command"):
+            raise ValueError(
+                f"study {study.name!r} has no stored command: it was not created by "
+                "'carbs run'; start it with a sweep file first"
+            )
+        budget = cfg.get("budget") or {}
+        heartbeat = cfg.get("heartbeat") or {}
+        return cls(
+            command=list(cfg["command"]),
+            metric=study.metric,
+            cost=cfg.get("cost"),
+            budget=Budget(budget.get("trials"), budget.get("cost"), budget.get("time")),
+            trial_timeout=cfg.get("trial_timeout"),
+            env=dict(cfg.get("env") or {}),
+            workdir=cfg.get("workdir") or os.getcwd(),
+            log_dir=cfg.get("log_dir"),
+            heartbeat_interval=float(heartbeat.get("interval", 10.0)),
+            heartbeat_grace=float(heartbeat.get("grace", 60.0)),
+        )
+
+
+@dataclass
+class RunSummary:
+    """What one :meth:`SweepRunner.run` did.
+
+    Attributes:
+        completed / failed: trials this runner finished, by outcome.
+        interrupted: the run was stopped by Ctrl-C / SIGTERM.
+        stop_reason: why it ended (budget, time limit, interruption, error).
+        error: a storage error that ended the run, if any.
+    """
+
+    completed: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    stop_reason: str = ""
+    error: Exception | None = None
+
+
+TrialCallback = Callable[[Trial, int], None]
+ResultCallback = Callable[[TrialRecord, TrialOutcome], None]
+
+
+class SweepRunner:
+    """Runs a study's command on suggested points with ``n_workers`` parallel trials.
+
+    Args:
+        study: the study to work on.
+        spec: how to run a trial.
+        n_workers: trials run at once by this runner.
+        on_trial_start: called with ``(trial, slot)`` when a trial starts.
+        on_trial_end: called with ``(record, outcome)`` when a trial is recorded.
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        spec: RunSpec,
+        n_workers: int = 1,
+        *,
+        on_trial_start: TrialCallback | None = None,
+        on_trial_end: ResultCallback | None = None,
+    ) -> None:
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+        self.study = study
+        self.spec = spec
+        self.n_workers = n_workers
+        self.on_trial_start = on_trial_start
+        self.on_trial_end = on_trial_end
+        self.summary = RunSummary()
+        self._stop = threading.Event()  # no new trials
+        self._interrupt = threading.Event()  # kill the running ones too
+        self._lock = threading.Lock()
+        self._deadline: float | None = None
+        self._heartbeat = Heartbeat(study.heartbeat, spec.heartbeat_interval, self._on_lost)
+        self._base_env = default_environment()
+
+    # -- control --------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Start no new trial; running ones finish normally."""
+        with self._lock:
+            if not self.summary.stop_reason:
+                self.summary.stop_reason = reason
+        self._stop.set()
+
+    def interrupt(self) -> None:
+        """Stop now: running programs are terminated and their trials FAILED(interrupted)."""
+        self.summary.interrupted = True
+        self.request_stop("interrupted")
+        self._interrupt.set()
+
+    def _on_lost(self, number: int) -> None:
+        # Declared stale while still running (e.g. after a long database outage):
+        # the program keeps going, and its late result is still recorded.
+        logger.warning(
+            "trial %d was declared stale by another process; its result will still be kept",
+            number,
+        )
+
+    # -- main loop ----------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Run until the budget is spent or :meth:`interrupt` is called; Ctrl-C interrupts."""
+        if self.spec.budget.max_time is not None:
+            self._deadline = time.monotonic() + self.spec.budget.max_time
+        if self.spec.log_dir:
+            os.makedirs(self.spec.log_dir, exist_ok=True)
+        # Each worker sets its event when it is done. The main thread waits on
+        # those rather than on Thread.join: a join cut short by Ctrl-C can
+        # report the thread finished while it is still recording its trial.
+        done = [threading.Event() for _ in range(self.n_workers)]
+        threads = [
+            threading.Thread(
+                target=self._worker, args=(slot, done[slot]), name=f"carbs-worker-{slot}", daemon=True
+            )
+            for slot in range(self.n_workers)
+        ]
+        with self._heartbeat:
+            for t in threads:
+                t.start()
+            try:
+                while not all(event.wait(0.2) for event in done):
+                    pass
+            except KeyboardInterrupt:
+                logger.warning("interrupted: stopping the running trials")
+                self.interrupt()
+                # Workers terminate their programs and record the trials.
+                deadline = time.monotonic() + self.spec.kill_grace + 10.0
+                for event in done:
+                    event.wait(max(deadline - time.monotonic(), 0.0))
+        return self.summary
+
+    def _next_trial(self, worker: str) -> Trial | None:
+        if self._stop.is_set():
+            return None
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.request_stop(f"time budget reached ({self.spec.budget.max_time:g} s)")
+            return None
+        try:
+            return self.study.ask(
+                worker=worker,
+                heartbeat_grace=self.spec.heartbeat_grace,
+                budget=self.spec.budget,
+            )
+        except BudgetExhausted as e:
+            self.request_stop(str(e))
+            return None
+
+    def _worker(self, slot: int, done: threading.Event) -> None:
+        worker = default_worker_name(slot)
+        try:
+            while True:
+                trial = self._next_trial(worker)
+                if trial is None:
+                    return
+                self._run_trial(trial, slot)
+        except StorageError as e:
+            logger.error("worker %s stopped: %s", worker, e)
+            with self._lock:
+                if self.summary.error is None:
+                    self.summary.error = e
+            self.request_stop(f"storage error: {e}")
+        finally:
+            done.set()
+
+    def _run_trial(self, trial: Trial, slot: int) -> None:
+        self._heartbeat.add(trial.number)
+        if self.on_trial_start is not None:
+            self.on_trial_start(trial, slot)
+        scratch = tempfile.mkdtemp(prefix=f"carbs-trial-{trial.number}-")
+        try:
+            outcome, stderr_tail = self._execute(trial, scratch)
+        except Exception as e:  # a bug or an OS error must not leave the trial RUNNING
+            logger.exception("trial %d could not be run", trial.number)
+            outcome = TrialOutcome(None, 1e-6, FailKind.ERROR, f"{type(e).__name__}: {e}")
+            stderr_tail = ""
+        finally:
+            self._heartbeat.discard(trial.number)
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._record(trial, outcome, stderr_tail)
+
+    def _execute(self, trial: Trial, scratch: str) -> tuple[TrialOutcome, str]:
+        spec = self.spec
+        results_file = os.path.join(scratch, "results.json")
+        argv = render_command(
+            spec.command,
+            trial.params,
+            trial_number=trial.number,
+            study=self.study.name,
+            results_file=results_file,
+        )
+        env = trial_environment(
+            self._base_env,
+            spec.env,
+            trial.params,
+            trial_number=trial.number,
+            study=self.study.name,
+            results_file=results_file,
+        )
+        logs: dict[str, Any] = {}
+        if spec.log_dir:
+            stem = os.path.join(spec.log_dir, f"{self.study.name}-trial-{trial.number:05d}")
+            logs = {"stdout_log": stem + ".out", "stderr_log": stem + ".err"}
+        logger.info("trial %d: %s", trial.number, " ".join(argv))
+        result = run_process(
+            argv,
+            env=env,
+            cwd=spec.workdir,
+            timeout=spec.trial_timeout,
+            stop=self._interrupt,
+            echo=spec.echo,
+            kill_grace=spec.kill_grace,
+            **logs,
+        )
+        outcome = evaluate(
+            result,
+            metric=spec.metric,
+            cost_key=spec.cost,
+            results_file=results_file,
+            timeout=spec.trial_timeout,
+        )
+        tail = result.stderr_tail
+        if outcome.failed and not tail and result.stdout_tail:
+            tail = "(stdout)\n" + result.stdout_tail
+        return outcome, tail
+
+    def _record(self, trial: Trial, outcome: TrialOutcome, stderr_tail: str) -> None:
+        try:
+            record = self.study.tell(
+                trial,
+                outcome.output,
+                outcome.cost,
+                failed=outcome.failed,
+                reason=outcome.reason,
+                fail_kind=outcome.fail_kind,
+                stderr_tail=(stderr_tail or None) if outcome.failed else None,
+                user_attrs=outcome.user_attrs(self.spec.metric),
+            )
+        except TrialStateError as e:
+            logger.warning("trial %d: result not recorded: %s", trial.number, e)
+            return
+        with self._lock:
+            if record.fail_kind is None:
+                self.summary.completed += 1
+            else:
+                self.summary.failed += 1
+        if outcome.failed:
+            logger.info("trial %d FAILED: %s", trial.number, outcome.reason)
+        if self.on_trial_end is not None:
+            self.on_trial_end(record, outcome)
+
+
+def spec_with_overrides(spec: RunSpec, overrides: Mapping[str, Any]) -> RunSpec:
+    """A copy of ``spec`` with the non-``None`` values of ``overrides`` applied."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    data = {**spec.__dict__, **values}
+    return RunSpec(**data)

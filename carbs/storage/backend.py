@@ -1,0 +1,532 @@
+"""The ``Storage`` class: studies and trials in a SQL database.
+
+It knows nothing about the optimizer: it stores JSON-compatible parameter
+dicts and numbers, and offers one serialised critical section per study
+(:meth:`Storage.locked_study`) in which the caller may read every trial and
+add new ones without any other process doing the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, func, insert, inspect, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from carbs.storage.engine import (
+    DEFAULT_BUSY_TIMEOUT,
+    SQLITE_BEGIN_OPTION,
+    StorageError,
+    is_sqlite,
+    masked,
+    normalize_url,
+    shared_engine,
+)
+from carbs.storage.models import SCHEMA_VERSION, Base, SchemaVersionRow, StudyRow, TrialRow
+from carbs.storage.records import (
+    FailKind,
+    StudyRecord,
+    TrialRecord,
+    TrialState,
+    as_utc,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How many times a write that lost a race for the SQLite lock is retried.
+_WRITE_ATTEMPTS = 5
+
+
+class SchemaVersionError(StorageError):
+    """The database was written by a newer carbs with a schema this one cannot read."""
+
+
+class StudyNotFoundError(StorageError):
+    """No study of that name exists."""
+
+
+class StudyExistsError(StorageError):
+    """A study of that name exists already."""
+
+
+class TrialStateError(StorageError):
+    """The trial is not in a state that allows the requested change."""
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be JSON-compatible with finite numbers: {e}") from None
+
+
+def _study_record(row: StudyRow) -> StudyRecord:
+    created = as_utc(row.created_at)
+    assert created is not None
+    return StudyRecord(
+        id=row.id,
+        name=row.name,
+        direction=row.direction,
+        metric=row.metric,
+        params=json.loads(row.params_json),
+        settings=json.loads(row.settings_json),
+        config=json.loads(row.config_json or "{}"),
+        user_attrs=json.loads(row.user_attrs_json or "{}"),
+        created_at=created,
+    )
+
+
+def _trial_record(row: TrialRow) -> TrialRecord:
+    started = as_utc(row.started_at)
+    assert started is not None
+    return TrialRecord(
+        number=row.number,
+        params=json.loads(row.params_json),
+        state=TrialState(row.state),
+        output=row.output,
+        cost=row.cost,
+        started_at=started,
+        finished_at=as_utc(row.finished_at),
+        heartbeat_at=as_utc(row.heartbeat_at),
+        heartbeat_grace=row.heartbeat_grace,
+        worker=row.worker,
+        suggestion_kind=row.suggestion_kind,
+        fail_kind=FailKind(row.fail_kind) if row.fail_kind else None,
+        fail_reason=row.fail_reason,
+        stderr_tail=row.stderr_tail,
+        user_attrs=json.loads(row.user_attrs_json or "{}"),
+        id=row.id,
+    )
+
+
+def _is_stale(row: TrialRow, now: datetime) -> bool:
+    if row.heartbeat_grace is None:
+        return False
+    last = as_utc(row.heartbeat_at) or as_utc(row.started_at)
+    assert last is not None
+    return now - last > timedelta(seconds=row.heartbeat_grace)
+
+
+def _mark_stale(row: TrialRow, now: datetime) -> None:
+    last = as_utc(row.heartbeat_at) or as_utc(row.started_at)
+    assert last is not None
+    silent = (now - last).total_seconds()
+    row.state = TrialState.FAILED.value
+    row.fail_kind = FailKind.STALE.value
+    row.fail_reason = (
+        f"stale: worker {row.worker or '?'} sent no heartbeat for {silent:.0f} s "
+        f"(grace period {row.heartbeat_grace:g} s)"
+    )
+    row.finished_at = now
+
+
+class LockedStudy:
+    """A study inside its critical section: see :meth:`Storage.locked_study`."""
+
+    def __init__(self, session: Session, study: StudyRecord) -> None:
+        self._session = session
+        self.study = study
+
+    def trials(self, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
+        """Every trial (or those in ``states``), by number."""
+        stmt = select(TrialRow).where(TrialRow.study_id == self.study.id)
+        if states is not None:
+            stmt = stmt.where(TrialRow.state.in_([s.value for s in states]))
+        rows = self._session.scalars(stmt.order_by(TrialRow.number)).all()
+        return [_trial_record(r) for r in rows]
+
+    def reap_stale(self, now: datetime | None = None) -> list[int]:
+        """Mark RUNNING trials whose worker stopped heartbeating as FAILED(stale)."""
+        now = now or utcnow()
+        rows = self._session.scalars(
+            select(TrialRow).where(
+                TrialRow.study_id == self.study.id, TrialRow.state == TrialState.RUNNING.value
+            )
+        ).all()
+        reaped = []
+        for row in rows:
+            if _is_stale(row, now):
+                _mark_stale(row, now)
+                reaped.append(row.number)
+        if reaped:
+            self._session.flush()
+            logger.warning("study %r: trials %s marked FAILED (stale)", self.study.name, reaped)
+        return reaped
+
+    def add_trial(
+        self,
+        params: dict[str, Any],
+        *,
+        worker: str | None = None,
+        heartbeat_grace: float | None = None,
+        suggestion_kind: str | None = None,
+        user_attrs: dict[str, Any] | None = None,
+    ) -> TrialRecord:
+        """Insert a RUNNING trial with the next number."""
+        if heartbeat_grace is not None and not (
+            math.isfinite(heartbeat_grace) and heartbeat_grace > 0
+        ):
+            raise ValueError(f"heartbeat_grace must be a number > 0, got {heartbeat_grace!r}")
+        last = self._session.scalar(
+            select(func.max(TrialRow.number)).where(TrialRow.study_id == self.study.id)
+        )
+        now = utcnow()
+        row = TrialRow(
+            study_id=self.study.id,
+            number=0 if last is None else last + 1,
+            state=TrialState.RUNNING.value,
+            params_json=_dumps(params, "trial params"),
+            started_at=now,
+            heartbeat_at=now,
+            heartbeat_grace=heartbeat_grace,
+            worker=worker,
+            suggestion_kind=suggestion_kind,
+            user_attrs_json=_dumps(user_attrs or {}, "trial user_attrs"),
+        )
+        self._session.add(row)
+        self._session.flush()
+        return _trial_record(row)
+
+
+class Storage:
+    """Studies and trials in an SQLite file or a PostgreSQL database.
+
+    Args:
+        url: an SQLAlchemy URL (``sqlite:///sweeps.db``,
+            ``postgresql+psycopg://user@host/db``), a bare file path, or
+            ``None`` for ``$CARBS_STORAGE`` / ``sqlite:///carbs.db``.
+        busy_timeout: seconds an SQLite writer waits for the lock.
+    """
+
+    def __init__(self, url: str | None = None, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.url = normalize_url(url)
+        self.engine: Engine = shared_engine(self.url, busy_timeout)
+        self._sqlite = is_sqlite(self.url)
+        self._write_engine = (
+            self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            if self._sqlite
+            else self.engine
+        )
+        self._init_schema()
+
+    def __repr__(self) -> str:
+        return f"Storage({masked(self.url)!r})"
+
+    def __str__(self) -> str:
+        return masked(self.url)
+
+    # -- plumbing -------------------------------------------------------------
+    def _fail(self, e: Exception) -> StorageError:
+        reason = getattr(e, "orig", None) or e
+        return StorageError(f"storage {masked(self.url)}: {reason}")
+
+    def _init_schema(self) -> None:
+        for attempt in range(3):
+            try:
+                self._check_version()
+                with self._write_engine.begin() as conn:
+                    Base.metadata.create_all(conn)
+                    version = conn.scalar(select(SchemaVersionRow.version))
+                    if version is None:
+                        conn.execute(insert(SchemaVersionRow).values(id=1, version=SCHEMA_VERSION))
+                return
+            except SchemaVersionError:
+                raise
+            except IntegrityError:
+                # Another process created the schema at the same moment: look again.
+                time.sleep(0.1 * (attempt + 1))
+            except (OperationalError, DBAPIError) as e:
+                if attempt == 2 or not self._is_race(e):
+                    raise StorageError(
+                        f"cannot open storage {masked(self.url)}: {getattr(e, 'orig', e)}"
+                    ) from None
+                time.sleep(0.1 * (attempt + 1))
+        self._check_version()
+
+    @staticmethod
+    def _is_race(e: Exception) -> bool:
+        text = str(e).lower()
+        return "already exists" in text or "duplicate" in text or "locked" in text
+
+    def _check_version(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                if not inspect(conn).has_table(SchemaVersionRow.__tablename__):
+                    return
+                version = conn.scalar(select(func.max(SchemaVersionRow.version)))
+        except (OperationalError, DBAPIError) as e:
+            raise StorageError(
+                f"cannot open storage {masked(self.url)}: {getattr(e, 'orig', e)}"
+            ) from None
+        if version is not None and version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"storage {masked(self.url)} has schema version {version}, newer than the "
+                f"version {SCHEMA_VERSION} this carbs understands; upgrade carbs to open it"
+            )
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except OperationalError as e:
+            raise self._fail(e) from None
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in a write transaction, retrying when SQLite reports a lock."""
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                    return fn(session)
+            except OperationalError as e:
+                if "locked" not in str(e).lower() or attempt == _WRITE_ATTEMPTS - 1:
+                    raise self._fail(e) from None
+                logger.debug("storage busy, retrying (%d)", attempt + 1)
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- studies --------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        *,
+        direction: int,
+        metric: str,
+        params: list[dict[str, Any]],
+        settings: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        user_attrs: dict[str, Any] | None = None,
+    ) -> StudyRecord:
+        """Insert a new study; raises ``StudyExistsError`` if the name is taken."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"study name must be a non-empty string, got {name!r}")
+        if direction not in (1, -1):
+            raise ValueError(f"direction must be 1 or -1, got {direction!r}")
+
+        def insert(session: Session) -> StudyRecord:
+            row = StudyRow(
+                name=name,
+                direction=direction,
+                metric=metric,
+                params_json=_dumps(params, "params"),
+                settings_json=_dumps(settings, "settings"),
+                config_json=_dumps(config or {}, "config"),
+                user_attrs_json=_dumps(user_attrs or {}, "user_attrs"),
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return _study_record(row)
+
+        try:
+            return self._write(insert)
+        except IntegrityError:
+            raise StudyExistsError(f"a study named {name!r} exists already") from None
+
+    def get_study(self, name: str) -> StudyRecord:
+        """The study called ``name``; raises ``StudyNotFoundError`` listing the known names."""
+        with self._read() as session:
+            row = session.scalar(select(StudyRow).where(StudyRow.name == name))
+            if row is not None:
+                return _study_record(row)
+            names = list(session.scalars(select(StudyRow.name).order_by(StudyRow.id)))
+        known = f"; studies in this storage: {names}" if names else "; the storage has no studies"
+        raise StudyNotFoundError(f"no study named {name!r} in {masked(self.url)}{known}")
+
+    def list_studies(self) -> list[StudyRecord]:
+        """Every study, oldest first."""
+        with self._read() as session:
+            return [_study_record(r) for r in session.scalars(select(StudyRow).order_by(StudyRow.id))]
+
+    def update_study(
+        self,
+        study_id: int,
+        *,
+        direction: int | None = None,
+        metric: str | None = None,
+        params: list[dict[str, Any]] | None = None,
+        settings: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        user_attrs: dict[str, Any] | None = None,
+    ) -> StudyRecord:
+        """Change stored fields of a study (``None`` leaves a field as it is)."""
+
+        def change(session: Session) -> StudyRecord:
+            row = session.get(StudyRow, study_id)
+            if row is None:
+                raise StudyNotFoundError(f"no study with id {study_id}")
+            if direction is not None:
+                row.direction = direction
+            if metric is not None:
+                row.metric = metric
+            if params is not None:
+                row.params_json = _dumps(params, "params")
+            if settings is not None:
+                row.settings_json = _dumps(settings, "settings")
+            if config is not None:
+                row.config_json = _dumps(config, "config")
+            if user_attrs is not None:
+                row.user_attrs_json = _dumps(user_attrs, "user_attrs")
+            session.flush()
+            return _study_record(row)
+
+        return self._write(change)
+
+    def delete_study(self, name: str) -> None:
+        """Delete a study and all its trials."""
+        study = self.get_study(name)
+
+        def delete(session: Session) -> None:
+            for trial_row in session.scalars(select(TrialRow).where(TrialRow.study_id == study.id)):
+                session.delete(trial_row)
+            study_row = session.get(StudyRow, study.id)
+            if study_row is not None:
+                session.delete(study_row)
+
+        self._write(delete)
+
+    # -- trials ---------------------------------------------------------------
+    def locked_study(self, study_id: int, fn: Callable[[LockedStudy], T]) -> T:
+        """Run ``fn`` while holding the study's lock, then commit what it added.
+
+        PostgreSQL locks the study row (``SELECT ... FOR UPDATE``); SQLite takes
+        the database write lock (``BEGIN IMMEDIATE``). Either way at most one
+        process at a time is inside ``fn`` for a given study, and it sees every
+        trial committed before it entered.
+        """
+
+        def run(session: Session) -> T:
+            row = session.scalar(
+                select(StudyRow).where(StudyRow.id == study_id).with_for_update()
+            )
+            if row is None:
+                raise StudyNotFoundError(f"no study with id {study_id}")
+            return fn(LockedStudy(session, _study_record(row)))
+
+        return self._write(run)
+
+    def trials(self, study_id: int, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
+        """Every trial of a study (or those in ``states``), by number."""
+        stmt = select(TrialRow).where(TrialRow.study_id == study_id)
+        if states is not None:
+            stmt = stmt.where(TrialRow.state.in_([TrialState(s).value for s in states]))
+        with self._read() as session:
+            return [_trial_record(r) for r in session.scalars(stmt.order_by(TrialRow.number))]
+
+    def trial(self, study_id: int, number: int) -> TrialRecord:
+        """One trial by number; raises ``KeyError`` naming it if absent."""
+        with self._read() as session:
+            row = session.scalar(
+                select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number)
+            )
+            if row is None:
+                raise KeyError(f"trial number {number} does not exist in study id {study_id}")
+            return _trial_record(row)
+
+    def state_counts(self, study_id: int) -> dict[TrialState, int]:
+        """How many trials are in each state."""
+        with self._read() as session:
+            rows = session.execute(
+                select(TrialRow.state, func.count())
+                .where(TrialRow.study_id == study_id)
+                .group_by(TrialRow.state)
+            ).all()
+        counts = {s: 0 for s in TrialState}
+        for state, count in rows:
+            counts[TrialState(state)] = int(count)
+        return counts
+
+    def heartbeat(self, study_id: int, number: int) -> bool:
+        """Record that a RUNNING trial's worker is alive; ``False`` if it is no longer RUNNING."""
+
+        def beat(session: Session) -> bool:
+            result = session.execute(
+                update(TrialRow)
+                .where(
+                    TrialRow.study_id == study_id,
+                    TrialRow.number == number,
+                    TrialRow.state == TrialState.RUNNING.value,
+                )
+                .values(heartbeat_at=utcnow())
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+        return self._write(beat)
+
+    def reap_stale(self, study_id: int) -> list[int]:
+        """Mark RUNNING trials without a recent heartbeat FAILED(stale); returns their numbers."""
+        return self.locked_study(study_id, lambda locked: locked.reap_stale())
+
+    def finish_trial(
+        self,
+        study_id: int,
+        number: int,
+        *,
+        state: TrialState,
+        output: float | None = None,
+        cost: float | None = None,
+        fail_kind: FailKind | None = None,
+        fail_reason: str | None = None,
+        stderr_tail: str | None = None,
+        user_attrs: dict[str, Any] | None = None,
+        finished_at: datetime | None = None,
+    ) -> TrialRecord:
+        """Record the end of a RUNNING trial.
+
+        A trial already declared stale still accepts its real result (its
+        worker was alive after all, only silent); any other finished trial
+        raises ``TrialStateError``.
+        """
+        state = TrialState(state)
+        if state == TrialState.RUNNING:
+            raise ValueError("finish_trial needs state COMPLETE or FAILED, got RUNNING")
+
+        def finish(session: Session) -> TrialRecord:
+            row = session.scalar(
+                select(TrialRow)
+                .where(TrialRow.study_id == study_id, TrialRow.number == number)
+                .with_for_update()
+            )
+            if row is None:
+                raise KeyError(f"trial number {number} does not exist in study id {study_id}")
+            late = row.state == TrialState.FAILED.value and row.fail_kind == FailKind.STALE.value
+            if row.state != TrialState.RUNNING.value and not late:
+                raise TrialStateError(
+                    f"trial {number} is already {row.state}; only a RUNNING trial can be told"
+                )
+            if late:
+                logger.warning("trial %d was marked stale; recording its late result", number)
+            row.state = state.value
+            row.output = output
+            row.cost = cost
+            row.fail_kind = fail_kind.value if fail_kind is not None else None
+            row.fail_reason = fail_reason
+            row.stderr_tail = stderr_tail
+            row.finished_at = finished_at or utcnow()
+            if user_attrs:
+                merged = json.loads(row.user_attrs_json or "{}")
+                merged.update(user_attrs)
+                row.user_attrs_json = _dumps(merged, "trial user_attrs")
+            session.flush()
+            return _trial_record(row)
+
+        return self._write(finish)
+
+
+def open_storage(url: str | None = None) -> Storage:
+    """Open (and if needed create) the storage at ``url``; see :class:`Storage`."""
+    try:
+        return Storage(url)
+    except SQLAlchemyError as e:  # pragma: no cover - wrapped above, kept as a safety net
+        raise StorageError(f"cannot open storage {masked(normalize_url(url))}: {e}") from None

@@ -1,0 +1,84 @@
+"""SQLAlchemy table definitions.
+
+JSON payloads are stored as text so the same schema works unchanged on SQLite
+and PostgreSQL. Bump ``SCHEMA_VERSION`` whenever a table changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every carbs table."""
+
+
+class SchemaVersionRow(Base):
+    """A single row holding the schema version the database was written with."""
+
+    __tablename__ = "carbs_schema_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class StudyRow(Base):
+    """A study: its search space, direction, metric, settings and run config."""
+
+    __tablename__ = "carbs_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    direction: Mapped[int] = mapped_column(Integer, nullable=False)
+    metric: Mapped[str] = mapped_column(String(255), nullable=False)
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    settings_json: Mapped[str] = mapped_column(Text, nullable=False)
+    config_json: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    user_attrs_json: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class TrialRow(Base):
+    """A trial of a study, numbered from 0 within the study."""
+
+    __tablename__ = "carbs_trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "number", name="uq_carbs_trials_study_number"),
+        Index("ix_carbs_trials_study_state", "study_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("carbs_studies.id", ondelete="CASCADE"), nullable=False
+    )
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    output: Mapped[float | None] = mapped_column(Double, nullable=True)
+    cost: Mapped[float | None] = mapped_column(Double, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_grace: Mapped[float | None] = mapped_column(Double, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # How the optimizer chose the point ("random", "model", "resample", ...):
+    # rebuilding the optimizer needs the count of resamples handed out.
+    suggestion_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stderr_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_attrs_json: Mapped[str] = mapped_column(Text, nullable=False, default="{}")

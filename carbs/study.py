@@ -1,0 +1,652 @@
+"""Studies: a CARBS search whose trials live in a database.
+
+The optimizer state is never stored: every :meth:`Study.ask` rebuilds a
+``CARBS`` from the stored trials (finished trials become observations,
+RUNNING trials become pending suggestions) while holding the study's lock,
+so any number of processes on any number of machines can share one study,
+and a crash at any moment loses nothing but the trials that were running.
+
+Example::
+
+    import carbs
+    from carbs import Param, LogSpace
+
+    study = carbs.create_study(
+        "lr-sweep", storage="sqlite:///sweeps.db",
+        params=[Param("lr", LogSpace(min=1e-5, max=1.0), search_center=1e-3)],
+        direction="minimize", load_if_exists=True,
+    )
+    study.optimize(lambda p: train(p["lr"]), n_trials=30)
+    print(study.best_trial)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Union
+
+from carbs.config import CARBSParams
+from carbs.optimizer import CARBS
+from carbs.pareto import pareto_set_from_observations
+from carbs.space import Param, SpaceError
+from carbs.storage import (
+    FailKind,
+    Storage,
+    StudyExistsError,
+    StudyNotFoundError,
+    StudyRecord,
+    TrialRecord,
+    TrialState,
+    TrialStateError,
+    utcnow,
+)
+from carbs.sweep_config import Budget
+from carbs.types import SUGGESTION_ID_DICT_KEY, ObservationInParam, ParetoPoint, SuggestionInBasic
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BudgetExhausted",
+    "Study",
+    "StudyDefinitionError",
+    "Trial",
+    "create_study",
+    "delete_study",
+    "load_study",
+]
+
+ObjectiveResult = Union[float, tuple[float, float]]
+# Times a suggestion equal to a RUNNING trial's point is drawn again.
+_DUPLICATE_RETRIES = 8
+# Default heartbeat settings of Study.optimize.
+_OPTIMIZE_HEARTBEAT_INTERVAL = 10.0
+_OPTIMIZE_HEARTBEAT_GRACE = 60.0
+
+
+class StudyDefinitionError(ValueError):
+    """A study exists with a different search space, direction or metric."""
+
+
+class BudgetExhausted(RuntimeError):
+    """``ask`` was given a budget that is already spent; ``str(e)`` says which part."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A point handed out by :meth:`Study.ask`: run it, then :meth:`Study.tell` the result.
+
+    Attributes:
+        number: the trial's id within its study (0, 1, 2, ...).
+        params: the parameter values to run.
+        study_name: the study it belongs to.
+        started_at: when it was handed out (UTC).
+    """
+
+    number: int
+    params: dict[str, Any]
+    study_name: str
+    started_at: datetime
+
+
+def direction_sign(direction: str | int) -> int:
+    """``"minimize"``/``-1`` -> ``-1``, ``"maximize"``/``1`` -> ``1``; anything else raises."""
+    if direction in (1, -1) and not isinstance(direction, bool):
+        return int(direction)
+    if isinstance(direction, str):
+        d = direction.strip().lower()
+        if d in ("minimize", "minimise", "min"):
+            return -1
+        if d in ("maximize", "maximise", "max"):
+            return 1
+    raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+
+
+def default_worker_name(slot: int | None = None) -> str:
+    """``host:pid`` (and ``:slot``), naming who runs a trial."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    return name if slot is None else f"{name}:{slot}"
+
+
+def _settings(settings: CARBSParams | Mapping[str, Any] | None, sign: int) -> CARBSParams:
+    if settings is None:
+        base = CARBSParams()
+    elif isinstance(settings, CARBSParams):
+        base = CARBSParams.from_dict(settings.to_dict())
+    elif isinstance(settings, Mapping):
+        base = CARBSParams.from_dict(dict(settings))
+    else:
+        raise TypeError(f"settings must be a CARBSParams or a dict, got {type(settings).__name__}")
+    base.better_direction_sign = sign
+    base.validate()
+    return base
+
+
+def _definition_changes(
+    record: StudyRecord, params: Sequence[Param], sign: int, metric: str
+) -> list[str]:
+    changes = []
+    new_params = [p.to_dict() for p in params]
+    if record.params != new_params:
+        old_names = [p["name"] for p in record.params]
+        new_names = [p["name"] for p in new_params]
+        if old_names != new_names:
+            changes.append(f"parameters {old_names} -> {new_names}")
+        else:
+            changed = [n["name"] for o, n in zip(record.params, new_params) if o != n]
+            changes.append(f"search space of {changed}")
+    if record.direction != sign:
+        word = {1: "maximize", -1: "minimize"}
+        changes.append(f"direction {word[record.direction]} -> {word[sign]}")
+    if record.metric != metric:
+        changes.append(f"metric {record.metric!r} -> {metric!r}")
+    return changes
+
+
+def create_study(
+    study_name: str,
+    storage: str | Storage | None = None,
+    params: Sequence[Param] | None = None,
+    direction: str | int = "minimize",
+    *,
+    metric: str = "objective",
+    settings: CARBSParams | Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    load_if_exists: bool = False,
+    allow_space_change: bool = False,
+) -> Study:
+    """Create a study (or, with ``load_if_exists``, resume the one of that name).
+
+    Args:
+        study_name: unique name within the storage.
+        storage: a URL, a file path, a ``Storage``, or ``None`` for
+            ``$CARBS_STORAGE`` / ``sqlite:///carbs.db``.
+        params: the search space.
+        direction: ``"minimize"`` or ``"maximize"`` the output.
+        metric: the name of the optimised value (used by the sweep runner and displays).
+        settings: ``CARBSParams`` (or a dict of them); its direction is overridden
+            by ``direction``.
+        config: how a sweep runs trials (stored for ``carbs worker``).
+        load_if_exists: return the existing study instead of raising ``StudyExistsError``.
+        allow_space_change: when loading, accept a different search space,
+            direction or metric and store the new one (old trials outside the new
+            space are left out of the model).
+
+    Raises:
+        StudyExistsError: the name is taken and ``load_if_exists`` is false.
+        StudyDefinitionError: the existing study differs and ``allow_space_change`` is false.
+    """
+    if not params:
+        raise ValueError(f"params must be a non-empty list of Param, got {params!r}")
+    params = list(params)
+    for p in params:
+        if not isinstance(p, Param):
+            raise TypeError(f"params must hold Param objects, got {p!r}")
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"params has duplicate names: {names}")
+    if not isinstance(metric, str) or not metric:
+        raise ValueError(f"metric must be a non-empty string, got {metric!r}")
+    sign = direction_sign(direction)
+    carbs_params = _settings(settings, sign)
+    store = storage if isinstance(storage, Storage) else Storage(storage)
+    try:
+        record = store.create_study(
+            study_name,
+            direction=sign,
+            metric=metric,
+            params=[p.to_dict() for p in params],
+            settings=carbs_params.to_dict(),
+            config=dict(config or {}),
+        )
+        logger.info("created study %r in %s", study_name, store)
+        return Study(store, record)
+    except StudyExistsError:
+        if not load_if_exists:
+            raise StudyExistsError(
+                f"a study named {study_name!r} exists already in {store}; pass "
+                "load_if_exists=True to resume it"
+            ) from None
+    record = store.get_study(study_name)
+    changes = _definition_changes(record, params, sign, metric)
+    if changes and not allow_space_change:
+        raise StudyDefinitionError(
+            f"study {study_name!r} exists with a different definition ("
+            + "; ".join(changes)
+            + "); use another study name, or allow the change explicitly "
+            "(allow_space_change=True, or --allow-space-change on the command line)"
+        )
+    if changes:
+        logger.warning("study %r: changing %s", study_name, "; ".join(changes))
+    record = store.update_study(
+        record.id,
+        direction=sign,
+        metric=metric,
+        params=[p.to_dict() for p in params],
+        settings=carbs_params.to_dict(),
+        config=dict(config) if config is not None else None,
+    )
+    return Study(store, record)
+
+
+def load_study(study_name: str | None, storage: str | Storage | None = None) -> Study:
+    """Open an existing study. With ``study_name=None`` the storage must hold exactly one."""
+    store = storage if isinstance(storage, Storage) else Storage(storage)
+    if study_name is None:
+        studies = store.list_studies()
+        if len(studies) != 1:
+            names = [s.name for s in studies]
+            raise StudyNotFoundError(
+                f"{store} holds {len(studies)} studies {names}; name the one to open"
+            )
+        return Study(store, studies[0])
+    return Study(store, store.get_study(study_name))
+
+
+def delete_study(study_name: str, storage: str | Storage | None = None) -> None:
+    """Delete a study and all its trials."""
+    store = storage if isinstance(storage, Storage) else Storage(storage)
+    store.delete_study(study_name)
+
+
+def _as_observation(trial: TrialRecord) -> ObservationInParam | None:
+    if not trial.is_informative:
+        return None
+    cost = trial.cost
+    if cost is None or not math.isfinite(cost) or cost <= 0:
+        # The optimizer needs a positive cost; a failure without one weighs nothing.
+        cost = max(trial.duration or 0.0, 1e-6)
+    if trial.state == TrialState.COMPLETE and trial.output is not None:
+        return ObservationInParam(input=dict(trial.params), output=trial.output, cost=cost)
+    return ObservationInParam(input=dict(trial.params), output=math.nan, cost=cost, is_failure=True)
+
+
+def budget_exhausted(trials: Sequence[TrialRecord], budget: Budget | None) -> str | None:
+    """Why a study-wide budget is spent (trials or cost), or ``None`` if it is not."""
+    if budget is None:
+        return None
+    if budget.max_trials is not None:
+        used = sum(1 for t in trials if t.state == TrialState.RUNNING or t.is_informative)
+        if used >= budget.max_trials:
+            return f"trial budget reached ({used}/{budget.max_trials} trials)"
+    if budget.max_cost is not None:
+        spent = sum(t.cost for t in trials if t.cost is not None)
+        if spent >= budget.max_cost:
+            return f"cost budget reached ({spent:.6g}/{budget.max_cost:.6g})"
+    return None
+
+
+class Study:
+    """A named search stored in a database; build one with :func:`create_study` or :func:`load_study`."""
+
+    def __init__(self, storage: Storage, record: StudyRecord) -> None:
+        self.storage = storage
+        self._record = record
+        self._ask_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Study({self.name!r}, storage={self.storage.url!r})"
+
+    # -- definition -------------------------------------------------------------
+    @property
+    def id(self) -> int:
+        """Database key of the study."""
+        return self._record.id
+
+    @property
+    def name(self) -> str:
+        """The study's name."""
+        return self._record.name
+
+    @property
+    def params(self) -> list[Param]:
+        """The search space."""
+        return [Param.from_dict(d) for d in self._record.params]
+
+    @property
+    def better_direction_sign(self) -> int:
+        """``1`` if larger outputs are better, ``-1`` if smaller ones are."""
+        return self._record.direction
+
+    @property
+    def direction(self) -> str:
+        """``"minimize"`` or ``"maximize"``."""
+        return "maximize" if self._record.direction == 1 else "minimize"
+
+    @property
+    def metric(self) -> str:
+        """Name of the optimised value."""
+        return self._record.metric
+
+    @property
+    def settings(self) -> CARBSParams:
+        """The optimizer settings."""
+        return CARBSParams.from_dict(dict(self._record.settings))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """How the sweep runs trials (command, budget, ...), as stored."""
+        return dict(self._record.config)
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        """Free-form attributes of the study."""
+        return dict(self._record.user_attrs)
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Store a JSON-compatible attribute on the study."""
+        attrs = self.user_attrs
+        attrs[key] = value
+        self._record = self.storage.update_study(self.id, user_attrs=attrs)
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """Replace the stored sweep configuration."""
+        self._record = self.storage.update_study(self.id, config=dict(config))
+
+    def refresh(self) -> None:
+        """Reload the definition (another process may have changed it)."""
+        self._record = self.storage.get_study(self.name)
+
+    # -- trials -------------------------------------------------------------------
+    def trials(self, states: Sequence[TrialState | str] | None = None) -> list[TrialRecord]:
+        """Every trial (or those in ``states``), by number."""
+        wanted = None if states is None else [TrialState(s) for s in states]
+        return self.storage.trials(self.id, wanted)
+
+    def trial(self, number: int) -> TrialRecord:
+        """One trial by number."""
+        return self.storage.trial(self.id, number)
+
+    def state_counts(self) -> dict[TrialState, int]:
+        """How many trials are RUNNING, COMPLETE and FAILED."""
+        return self.storage.state_counts(self.id)
+
+    def observations(self) -> list[ObservationInParam]:
+        """Finished trials as the optimizer sees them, by trial number.
+
+        Failed trials are failures; trials lost to an interruption or a dead
+        worker say nothing about their parameters and are left out.
+        """
+        out = []
+        for trial in self.trials([TrialState.COMPLETE, TrialState.FAILED]):
+            obs = _as_observation(trial)
+            if obs is not None:
+                out.append(obs)
+        return out
+
+    def reap_stale_trials(self) -> list[int]:
+        """Mark RUNNING trials whose worker stopped heartbeating FAILED(stale)."""
+        return self.storage.reap_stale(self.id)
+
+    def build_optimizer(self, trials: Sequence[TrialRecord] | None = None) -> CARBS:
+        """A ``CARBS`` holding the study's finished trials, with RUNNING ones pending."""
+        if trials is None:
+            trials = self.trials()
+        params = self.params
+        opt = CARBS(self.settings, params)
+        space = opt.search_space
+        observations = []
+        for trial in trials:
+            obs = _as_observation(trial)
+            if obs is None:
+                continue
+            try:
+                space.to_basic(obs.input)
+            except SpaceError as e:
+                logger.warning("trial %d left out of the model: %s", trial.number, e)
+                continue
+            observations.append(obs)
+        if observations:
+            opt.initialize_from_observations(observations)
+            # Bulk loading re-centres on the best point; keep the user's center
+            # so that a rebuilt optimizer behaves like one that saw the trials
+            # one by one.
+            opt.set_search_center({p.name: p.search_center for p in params})
+        for trial in trials:
+            if trial.state != TrialState.RUNNING:
+                continue
+            try:
+                basic = space.to_basic(trial.params)
+            except SpaceError:
+                continue
+            opt.outstanding_suggestions[f"trial-{trial.number}"] = SuggestionInBasic(basic)
+        # Continue the optimizer's random stream and resample schedule where a
+        # long-lived optimizer would be after handing out these trials.
+        opt.suggestion_count = len(trials)
+        opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
+        return opt
+
+    def _suggest(self, trials: list[TrialRecord]) -> tuple[dict[str, Any], str | None]:
+        opt = self.build_optimizer(trials)
+        running = [t.params for t in trials if t.state == TrialState.RUNNING]
+        for _ in range(_DUPLICATE_RETRIES):
+            out = opt.suggest()
+            params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
+            if params not in running:
+                break
+            logger.debug("suggestion %s is already running; drawing again", params)
+        kind = out.log.get("suggestion_kind")
+        return params, str(kind) if kind is not None else None
+
+    def ask(
+        self,
+        *,
+        worker: str | None = None,
+        heartbeat_grace: float | None = None,
+        budget: Budget | None = None,
+    ) -> Trial:
+        """Choose the next point, store it as a RUNNING trial and return it.
+
+        Args:
+            worker: who runs it (``host:pid`` by default).
+            heartbeat_grace: if set, the trial is declared FAILED(stale) when no
+                :meth:`heartbeat` arrives for this many seconds.
+            budget: a study-wide budget (trials and cost); when it is spent,
+                ``BudgetExhausted`` is raised instead.
+
+        Processes sharing the study take turns here, and RUNNING trials are
+        pending suggestions of the optimizer, so two calls never hand out the
+        same point while it is running.
+        """
+        worker = worker or default_worker_name()
+
+        def pick(locked: Any) -> tuple[TrialRecord | None, str | None]:
+            locked.reap_stale()
+            trials = locked.trials()
+            reason = budget_exhausted(trials, budget)
+            if reason is not None:
+                return None, reason
+            params, kind = self._suggest(trials)
+            record = locked.add_trial(
+                params, worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind
+            )
+            return record, None
+
+        with self._ask_lock:
+            record, reason = self.storage.locked_study(self.id, pick)
+        if record is None:
+            raise BudgetExhausted(reason or "budget spent")
+        logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)
+        return Trial(record.number, dict(record.params), self.name, record.started_at)
+
+    def heartbeat(self, trial: Trial | int) -> bool:
+        """Tell the storage a trial's worker is alive; ``False`` if the trial is no longer RUNNING."""
+        number = trial.number if isinstance(trial, Trial) else int(trial)
+        return self.storage.heartbeat(self.id, number)
+
+    def tell(
+        self,
+        trial: Trial | int,
+        output: float | None = None,
+        cost: float | None = None,
+        failed: bool = False,
+        *,
+        reason: str | None = None,
+        fail_kind: FailKind | str | None = None,
+        stderr_tail: str | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+    ) -> TrialRecord:
+        """Record the result of a RUNNING trial.
+
+        Args:
+            trial: the ``Trial`` from :meth:`ask`, or its number.
+            output: the metric; a missing or non-finite output makes the trial FAILED.
+            cost: what the trial cost; defaults to the wall-clock seconds since it
+                was handed out.
+            failed: the trial did not complete.
+            reason: why it failed (stored and shown).
+            fail_kind: a ``FailKind`` (default ``REPORTED`` for ``failed=True``).
+            stderr_tail: the last lines of the program's standard error.
+            user_attrs: extra JSON-compatible values to keep with the trial.
+        """
+        number = trial.number if isinstance(trial, Trial) else int(trial)
+        if cost is None:
+            started = trial.started_at if isinstance(trial, Trial) else self.trial(number).started_at
+            cost = max((utcnow() - started).total_seconds(), 1e-6)
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost):
+            raise ValueError(f"trial {number}: cost must be a finite number, got {cost!r}")
+        if cost <= 0:
+            raise ValueError(f"trial {number}: cost must be > 0, got {cost!r}")
+        kind = FailKind(fail_kind) if fail_kind is not None else None
+        if not failed and kind is None:
+            if output is None or isinstance(output, bool) or not isinstance(output, (int, float)):
+                failed, kind = True, FailKind.BAD_OUTPUT
+                reason = reason or f"output must be a number, got {output!r}"
+                output = None
+            elif not math.isfinite(output):
+                failed, kind = True, FailKind.BAD_OUTPUT
+                reason = reason or f"output is not finite: {output!r}"
+                output = None
+        if kind is not None:
+            failed = True
+        if failed:
+            kind = kind or FailKind.REPORTED
+            if output is not None and (
+                isinstance(output, bool)
+                or not isinstance(output, (int, float))
+                or not math.isfinite(output)
+            ):
+                output = None
+        return self.storage.finish_trial(
+            self.id,
+            number,
+            state=TrialState.FAILED if failed else TrialState.COMPLETE,
+            output=None if output is None else float(output),
+            cost=float(cost),
+            fail_kind=kind,
+            fail_reason=reason if failed else None,
+            stderr_tail=stderr_tail,
+            user_attrs=dict(user_attrs) if user_attrs else None,
+        )
+
+    # -- results ----------------------------------------------------------------
+    @property
+    def best_trial(self) -> TrialRecord:
+        """The COMPLETE trial with the best output (ties: the cheaper, then the earlier).
+
+        Raises ``ValueError`` when no trial has completed yet.
+        """
+        complete = [t for t in self.trials([TrialState.COMPLETE]) if t.output is not None]
+        if not complete:
+            raise ValueError(f"study {self.name!r} has no COMPLETE trial yet")
+        sign = self.better_direction_sign
+        return min(
+            complete, key=lambda t: (-sign * float(t.output or 0.0), t.cost or 0.0, t.number)
+        )
+
+    def pareto_front(self) -> list[ParetoPoint]:
+        """The output-versus-cost Pareto set of the finished trials, cheapest first."""
+        observations = self.observations()
+        if not any(not o.is_failure for o in observations):
+            return []
+        settings = self.settings
+        return pareto_set_from_observations(
+            observations,
+            self.params,
+            self.better_direction_sign,
+            min_pareto_cost_fraction=settings.min_pareto_cost_fraction,
+            is_conservative=settings.is_pareto_group_selection_conservative,
+        )
+
+    def trials_dataframe(self) -> pandas.DataFrame:
+        """The trials as a ``pandas.DataFrame`` (needs ``pandas``), one row per trial."""
+        from carbs.study_export import trials_dataframe
+
+        return trials_dataframe(self.trials())
+
+    def export(self, path: str | os.PathLike[str], format: str | None = None) -> None:
+        """Write the trials to ``path`` as CSV or JSON (chosen from the extension by default)."""
+        from carbs.study_export import export_trials
+
+        export_trials(self, os.fspath(path), format)
+
+    # -- in-process optimisation ---------------------------------------------------
+    def optimize(
+        self,
+        objective: Callable[[dict[str, Any]], ObjectiveResult],
+        n_trials: int | None = None,
+        max_cost: float | None = None,
+        timeout: float | None = None,
+        n_workers: int = 1,
+        *,
+        catch: tuple[type[BaseException], ...] = (Exception,),
+        heartbeat_grace: float | None = _OPTIMIZE_HEARTBEAT_GRACE,
+        callbacks: Sequence[Callable[[Study, TrialRecord], None]] = (),
+    ) -> None:
+        """Run ``objective`` on suggested points until a limit is reached.
+
+        Args:
+            objective: called with a dict of parameter values; returns the output,
+                or ``(output, cost)``. Without a cost, wall-clock seconds are used.
+            n_trials: trials to run in this call.
+            max_cost: stop handing out trials once this call's trials cost this much.
+            timeout: stop handing out trials after this many seconds.
+            n_workers: trials run at once, in threads (for objectives that release
+                the GIL or wait on other processes).
+            catch: exceptions that mark the trial FAILED and continue; others
+                mark it FAILED and propagate.
+            heartbeat_grace: trials of a process that dies are declared stale
+                after this many seconds (``None``: never).
+            callbacks: called with ``(study, finished_trial)`` after each trial.
+
+        With no limit at all the loop runs until interrupted (Ctrl-C), which
+        marks the running trials FAILED as interrupted.
+        """
+        from carbs.runner.in_process import run_objective
+
+        run_objective(
+            self,
+            objective,
+            n_trials=n_trials,
+            max_cost=max_cost,
+            timeout=timeout,
+            n_workers=n_workers,
+            catch=catch,
+            heartbeat_grace=heartbeat_grace,
+            heartbeat_interval=(
+                min(_OPTIMIZE_HEARTBEAT_INTERVAL, heartbeat_grace / 4)
+                if heartbeat_grace is not None
+                else None
+            ),
+            callbacks=callbacks,
+        )
+
+
+def format_exception_tail(exc: BaseException, limit: int = 20) -> str:
+    """The last ``limit`` lines of an exception's traceback."""
+    lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()
+    return "\n".join(lines[-limit:])
+
+
+# Re-exported for callers that catch storage errors from the study API.
+__all__ += ["StudyExistsError", "StudyNotFoundError", "TrialStateError"]

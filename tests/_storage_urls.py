@@ -1,0 +1,138 @@
+"""Storage URLs for the storage, study, runner and CLI tests.
+
+PostgreSQL tests need ``CARBS_TEST_POSTGRES_URL`` (``scripts/postgres.sh start``
+prints one); they skip without it, unless ``CARBS_REQUIRE_POSTGRES=1`` (set by
+CI), which turns the skip into a failure. Each test gets its own schema, so tests never see each other's
+studies and a schema-version test cannot disturb the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+POSTGRES_ENV = "CARBS_TEST_POSTGRES_URL"
+REQUIRE_ENV = "CARBS_REQUIRE_POSTGRES"
+
+
+def postgres_base_url() -> str:
+    """The configured server URL; skips (or fails under ``CARBS_REQUIRE_POSTGRES=1``) without one."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {POSTGRES_ENV} is not set")
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    return base
+
+
+@contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose ``search_path`` is a fresh schema, dropped afterwards; skips without a server."""
+    base = postgres_base_url()
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from carbs.storage import dispose_engines, normalize_url
+
+    url = make_url(normalize_url(base))
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    schema = f"carbs_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        dispose_engines()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def storage_url(backend: str, tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """An empty storage of the given backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{os.path.join(os.fspath(tmp_path), 'carbs.db')}"
+    else:
+        with postgres_schema_url() as url:
+            yield url
+
+
+# A tiny trial program for the runner, CLI and crash tests. Its behaviour is
+# chosen by the MODE argument; files in its working directory steer the slow
+# and crash tests (``slow``: seconds to sleep before reporting; ``hang_trial``: the
+# trial number that sleeps for a minute; ``pids``: one pid per line, appended).
+TRIAL_SCRIPT = r'''
+import json, math, os, sys, time
+x = float(sys.argv[1])
+mode = sys.argv[2] if len(sys.argv) > 2 else "json"
+with open("pids", "a") as f:
+    f.write(f"{os.getpid()}\n")
+if os.path.exists("slow"):
+    time.sleep(float(open("slow").read() or "60"))
+if os.path.exists("hang_trial") and open("hang_trial").read() == os.environ["CARBS_TRIAL_NUMBER"]:
+    time.sleep(60)
+loss = (x - 0.3) ** 2
+if mode == "json":
+    print("training...")
+    print(json.dumps({"loss": loss, "acc": 1 - loss}))
+elif mode == "file":
+    with open(os.environ["CARBS_RESULTS_FILE"], "w") as f:
+        json.dump({"loss": loss}, f)
+elif mode == "report":
+    import carbs
+    carbs.report(loss=loss)
+    carbs.report({"extra": 1})
+elif mode == "cost":
+    print(json.dumps({"loss": loss, "flops": 10.0 + x}))
+elif mode == "fail":
+    print("Traceback: something broke", file=sys.stderr)
+    print("ValueError: bad batch", file=sys.stderr)
+    sys.exit(3)
+elif mode == "nan":
+    print('{"loss": NaN}')
+elif mode == "missing":
+    print(json.dumps({"other": 1.0}))
+elif mode == "string":
+    print(json.dumps({"loss": "low"}))
+elif mode == "badjson":
+    print('{"loss": 0.3,,}')
+elif mode == "hang":
+    time.sleep(60)
+'''
+
+
+def write_sweep(
+    directory: os.PathLike[str] | str,
+    *,
+    mode: str = "json",
+    trials: int = 4,
+    workers: int = 1,
+    name: str = "toy",
+    extra: str = "",
+) -> str:
+    """Write ``trial.py`` and a ``sweep.yaml`` running it into ``directory``; returns the yaml path."""
+    directory = os.fspath(directory)
+    with open(os.path.join(directory, "trial.py"), "w") as f:
+        f.write(TRIAL_SCRIPT)
+    path = os.path.join(directory, "sweep.yaml")
+    with open(path, "w") as f:
+        f.write(
+            f"name: {name}\n"
+            f"command: '{{python}} trial.py {{x}} {mode}'\n"
+            "metric: loss\n"
+            "parameters:\n"
+            "  x: {space: linear, min: -1, max: 1}\n"
+            f"budget: {{trials: {trials}}}\n"
+            f"workers: {workers}\n"
+            "heartbeat: {interval: 0.2, grace: 1.5}\n" + extra
+        )
+    return path

@@ -1,0 +1,176 @@
+"""The storage layer on real SQLite files and (with CARBS_TEST_POSTGRES_URL) PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from _storage_urls import BACKENDS, storage_url
+from sqlalchemy import text
+
+from carbs.storage import (
+    SCHEMA_VERSION,
+    FailKind,
+    SchemaVersionError,
+    Storage,
+    StorageError,
+    StudyExistsError,
+    StudyNotFoundError,
+    TrialState,
+    TrialStateError,
+    dispose_engines,
+    normalize_url,
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
+    with storage_url(request.param, tmp_path) as u:  # type: ignore[arg-type]
+        yield u
+
+
+def _study(storage: Storage, name: str = "s") -> int:
+    return storage.create_study(
+        name, direction=-1, metric="loss", params=[{"name": "x"}], settings={"seed": 0}
+    ).id
+
+
+def test_study_round_trip(url: str) -> None:
+    storage = Storage(url)
+    record = storage.create_study(
+        "a",
+        direction=1,
+        metric="acc",
+        params=[{"name": "x", "space": {"type": "LinearSpace"}, "search_center": 0.5}],
+        settings={"seed": 3},
+        config={"command": ["python", "t.py"]},
+    )
+    again = Storage(url).get_study("a")
+    assert again == record
+    assert again.params[0]["search_center"] == 0.5 and again.config["command"][1] == "t.py"
+    assert [s.name for s in storage.list_studies()] == ["a"]
+    with pytest.raises(StudyExistsError, match="'a'"):
+        _study(storage, "a")
+    updated = storage.update_study(record.id, metric="acc2", user_attrs={"k": 1})
+    assert (updated.metric, updated.user_attrs) == ("acc2", {"k": 1})
+    storage.delete_study("a")
+    with pytest.raises(StudyNotFoundError, match="no study named 'a'"):
+        storage.get_study("a")
+
+
+def test_trials_numbered_finished_and_counted(url: str) -> None:
+    storage = Storage(url)
+    sid = _study(storage)
+    numbers = [storage.locked_study(sid, lambda lk, i=i: lk.add_trial({"x": i * 1.0}).number) for i in range(3)]
+    assert numbers == [0, 1, 2]
+    done = storage.finish_trial(sid, 1, state=TrialState.COMPLETE, output=0.5, cost=2.0, user_attrs={"acc": 0.9})
+    assert done.state == TrialState.COMPLETE and done.output == 0.5 and done.user_attrs == {"acc": 0.9}
+    assert done.duration is not None and done.duration >= 0
+    storage.finish_trial(
+        sid, 2, state=TrialState.FAILED, cost=1.0, fail_kind=FailKind.TIMEOUT,
+        fail_reason="timed out", stderr_tail="line",
+    )
+    with pytest.raises(TrialStateError, match="already COMPLETE"):
+        storage.finish_trial(sid, 1, state=TrialState.COMPLETE, output=1.0, cost=1.0)
+    assert storage.state_counts(sid) == {
+        TrialState.RUNNING: 1, TrialState.COMPLETE: 1, TrialState.FAILED: 1
+    }
+    assert [t.number for t in storage.trials(sid, [TrialState.FAILED])] == [2]
+    assert storage.trial(sid, 2).fail_reason == "timed out"
+    assert storage.heartbeat(sid, 0) is True
+    assert storage.heartbeat(sid, 1) is False
+    with pytest.raises(KeyError, match="trial number 9"):
+        storage.trial(sid, 9)
+
+
+def test_stale_trials_are_reaped_and_late_results_kept(url: str) -> None:
+    storage = Storage(url)
+    sid = _study(storage)
+    storage.locked_study(sid, lambda lk: lk.add_trial({"x": 1.0}, heartbeat_grace=0.3))
+    storage.locked_study(sid, lambda lk: lk.add_trial({"x": 2.0}))  # no heartbeat: never stale
+    assert storage.reap_stale(sid) == []
+    time.sleep(0.5)
+    assert storage.reap_stale(sid) == [0]
+    stale = storage.trial(sid, 0)
+    assert stale.state == TrialState.FAILED and stale.fail_kind == FailKind.STALE
+    assert "grace period 0.3 s" in (stale.fail_reason or "")
+    assert storage.trial(sid, 1).state == TrialState.RUNNING
+    late = storage.finish_trial(sid, 0, state=TrialState.COMPLETE, output=1.0, cost=1.0)
+    assert late.state == TrialState.COMPLETE and late.fail_kind is None
+
+
+def test_heartbeat_keeps_a_trial_alive(url: str) -> None:
+    storage = Storage(url)
+    sid = _study(storage)
+    storage.locked_study(sid, lambda lk: lk.add_trial({"x": 1.0}, heartbeat_grace=0.4))
+    for _ in range(4):
+        time.sleep(0.2)
+        assert storage.heartbeat(sid, 0)
+        assert storage.reap_stale(sid) == []
+
+
+def test_locked_sections_do_not_overlap(url: str) -> None:
+    sid = _study(Storage(url))
+    spans: list[tuple[float, float]] = []
+
+    def work() -> None:
+        storage = Storage(url)
+        for _ in range(3):
+            def inside(locked: object) -> None:
+                start = time.monotonic()
+                time.sleep(0.05)
+                locked.add_trial({"x": 0.0})  # type: ignore[attr-defined]
+                spans.append((start, time.monotonic()))
+            storage.locked_study(sid, inside)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert len(spans) == 9
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert [t.number for t in Storage(url).trials(sid)] == list(range(9))
+
+
+def test_newer_schema_version_is_a_clear_error(url: str) -> None:
+    storage = Storage(url)
+    with storage.engine.begin() as conn:
+        conn.execute(text("UPDATE carbs_schema_version SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    dispose_engines()
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade carbs"):
+        Storage(url)
+
+
+def test_sqlite_file_uses_wal(tmp_path: object) -> None:
+    path = f"{tmp_path}/wal.db"
+    Storage(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_urls_are_normalised() -> None:
+    assert normalize_url("runs/x.db").startswith("sqlite:////")
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_unopenable_storage_is_a_clear_error(tmp_path: object) -> None:
+    with pytest.raises(StorageError, match="cannot open storage sqlite:////nonexistent-dir"):
+        Storage("/nonexistent-dir/x.db")
+    with pytest.raises(StorageError, match="nosuchdriver"):
+        Storage("nosuchdriver://x/y")
+    with pytest.raises(StorageError, match="cannot open storage postgresql"):
+        Storage("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_json_fields_must_be_finite(url: str) -> None:
+    storage = Storage(url)
+    sid = _study(storage)
+    with pytest.raises(ValueError, match="trial params"):
+        storage.locked_study(sid, lambda lk: lk.add_trial({"x": float("nan")}))
+    assert storage.trials(sid) == []
