@@ -36,7 +36,7 @@ from carbs.pareto import (
     pareto_area,
     pareto_groups,
 )
-from carbs.space import ChoiceSpace, Param, ParamValue, SearchSpace, SpaceError
+from carbs.space import ChoiceSpace, Param, ParamValue, SearchSpace, SpaceError, _is_number
 from carbs.surrogate import SurrogateModel
 from carbs.types import (
     SUGGESTION_ID_DICT_KEY,
@@ -281,6 +281,8 @@ class CARBS:
                     basic = opt._stored_basic(o, field)
                     output = serialization.decode_float(o["output"], f"{field}.output")
                     cost = serialization.decode_float(o["cost"], f"{field}.cost")
+                    if not (math.isfinite(cost) and cost > 0 and (failed or math.isfinite(output))):
+                        raise serialization.StateError(f"state field {field!r}: bad output {output!r} or cost {cost!r}")
                     target = opt.failure_observations if failed else opt.success_observations
                     target.append(ObservationInBasic(basic, output, cost, o.get("suggestion_id")))
             for i, s in enumerate(state["outstanding_suggestions"]):
@@ -288,9 +290,11 @@ class CARBS:
                 opt.outstanding_suggestions[str(s["id"])] = SuggestionInBasic(basic, dict(s.get("log_info", {})))
             opt.resample_count = int(state["resample_count"])
             opt.suggestion_count = int(state["suggestion_count"])
+            if not (0 < opt.search_radius_in_basic < math.inf and opt.resample_count >= 0 and opt.suggestion_count >= 0):
+                raise serialization.StateError("CARBS state has a bad search_radius, resample_count or suggestion_count")
         except serialization.StateError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise serialization.StateError(f"CARBS state is malformed: {type(e).__name__}: {e}") from None
         return opt
 
@@ -397,17 +401,17 @@ class CARBS:
             raise ValueError(f"observation.input must be a dict of parameter values, got {obs.input!r}")
         values = {k: v for k, v in obs.input.items() if k != SUGGESTION_ID_DICT_KEY}
         basic = self.search_space.to_basic(values, what="observation.input")
+        if not isinstance(obs.is_failure, (bool, np.bool_)):
+            raise ValueError(f"observation.is_failure must be a bool, got {obs.is_failure!r}")
         output, cost = obs.output, obs.cost
-        if isinstance(output, bool) or not isinstance(output, (int, float, np.integer, np.floating)):
+        if not _is_number(output):  # also rejects ints beyond float range
             if not (obs.is_failure and output is None):
                 raise ValueError(f"observation.output must be a number, got {output!r}")
             output = math.nan
-        if isinstance(cost, bool) or not isinstance(cost, (int, float, np.integer, np.floating)):
+        if not _is_number(cost):
             raise ValueError(f"observation.cost must be a number, got {cost!r}")
         if not (math.isfinite(float(cost)) and float(cost) > 0):
             raise ValueError(f"observation.cost must be finite and > 0, got {cost!r}")
-        if not isinstance(obs.is_failure, (bool, np.bool_)):
-            raise ValueError(f"observation.is_failure must be a bool, got {obs.is_failure!r}")
         uid = obs.input.get(SUGGESTION_ID_DICT_KEY)
         return ObservationInBasic(basic, float(output), float(cost), None if uid is None else str(uid))
 
@@ -646,7 +650,8 @@ class CARBS:
             raise ImportError(
                 "is_wandb_logging_enabled=True needs Weights & Biases: pip install 'carbs[wandb]'"
             ) from e
-        self._wandb = WandbLogger.from_params(self.config.wandb_params, self.config.to_dict())
+        run_config = {**self.config.to_dict(), "params": [p.to_dict() for p in self.params]}
+        self._wandb = WandbLogger.from_params(self.config.wandb_params, run_config)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -1,0 +1,357 @@
+"""CARBS as a Ray Tune searcher (``pip install 'carbs[ray]'``).
+
+Example::
+
+    from ray import tune
+    from carbs import LogSpace, Param
+    from carbs.integrations.ray import CARBSSearcher
+
+    params = [Param("lr", LogSpace(min=1e-5, max=1e-1, scale=0.5), search_center=1e-3)]
+    searcher = CARBSSearcher(params, metric="loss", mode="min")
+    tuner = tune.Tuner(train, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=50))
+
+Every trial is one CARBS suggestion, identified by its Tune trial id, so
+concurrent trials are CARBS's pending suggestions and later suggestions steer
+away from them. A trial that errors, or finishes without reporting the metric,
+is recorded as a failure. Its cost is the reported ``cost_metric`` if given,
+else Tune's ``time_total_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from carbs.integrations._extras import missing_extra
+
+try:
+    from ray.tune.search import UNDEFINED_METRIC_MODE, UNDEFINED_SEARCH_SPACE, Searcher
+    from ray.tune.search.variant_generator import parse_spec_vars
+except ImportError as e:
+    raise missing_extra("ray", "Ray Tune", e) from e
+
+from carbs import serialization
+from carbs.config import CARBSParams
+from carbs.integrations._convert import (
+    DEFAULT_BASIC_SPAN,
+    IDENTITY,
+    ConversionError,
+    ValueCodec,
+    positive_cost,
+)
+from carbs.integrations._ray_space import PATH_DELIMITER, convert_ray_search_space
+from carbs.optimizer import CARBS
+from carbs.space import Param
+from carbs.types import SUGGESTION_ID_DICT_KEY, ObservationInParam
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CARBSSearcher", "ConversionError", "convert_ray_search_space"]
+
+_STATE_FORMAT = "carbs.ray_searcher"
+_STATE_VERSION = 1
+# Tune's own measure of a trial's wall-clock time.
+_TIME_KEY = "time_total_s"
+# A cost must be > 0; trials that report no time at all get this floor.
+_MIN_COST = 1e-6
+
+
+class CARBSSearcher(Searcher):
+    """A Ray Tune ``Searcher`` that asks CARBS for every trial's config.
+
+    Args:
+        params: the search space as carbs ``Param`` objects (recommended: they
+            carry a deliberate scale and search center). A name containing
+            ``/`` addresses a nested config key (``"optim/lr"``). Leave out to
+            convert the Tuner's ``param_space`` (``tune.uniform`` etc.) instead.
+        metric: the reported metric to optimise (or set it in ``TuneConfig``).
+        mode: ``"min"`` or ``"max"`` (or set it in ``TuneConfig``).
+        cost_metric: reported key holding each trial's cost (for example the
+            number of tokens or GPU-hours); by default the trial's
+            ``time_total_s``.
+        carbs_params: optimizer settings; ``better_direction_sign`` follows ``mode``.
+        search_center: for a converted ``param_space``, where the search
+            starts (by parameter name or as a nested dict); by default the
+            middle of each range.
+        basic_span: for a converted ``param_space``, how many basic units a
+            range spans (larger = smaller steps).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[Param] | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        *,
+        cost_metric: str | None = None,
+        carbs_params: CARBSParams | None = None,
+        search_center: Mapping[str, Any] | None = None,
+        basic_span: float = DEFAULT_BASIC_SPAN,
+    ) -> None:
+        _check_metric_mode(metric, mode)
+        if cost_metric is not None and (not isinstance(cost_metric, str) or not cost_metric):
+            raise ValueError(f"cost_metric must be a non-empty string or None, got {cost_metric!r}")
+        if carbs_params is not None and not isinstance(carbs_params, CARBSParams):
+            raise TypeError(f"carbs_params must be a CARBSParams, got {type(carbs_params).__name__}")
+        if params is not None:
+            params = list(params)
+            for p in params:
+                if not isinstance(p, Param):
+                    raise TypeError(f"params must hold carbs Param objects, got {p!r}")
+            if search_center is not None:
+                raise ValueError(
+                    "search_center applies to a converted param_space only; native Params carry "
+                    "their own search_center"
+                )
+        super().__init__(metric=metric, mode=mode)
+        self._cost_metric = cost_metric
+        self._carbs_params = carbs_params or CARBSParams()
+        self._search_center = dict(search_center or {})
+        self._basic_span = basic_span
+        self._params: list[Param] | None = params
+        # True once the space was converted from a Tune param_space.
+        self._space_from_tune = False
+        self._codecs: dict[str, ValueCodec] = {p.name: IDENTITY for p in params or []}
+        self._carbs: CARBS | None = None
+        # Tune trial id -> {"input": CARBS values, "started": epoch seconds}.
+        self._live: dict[str, dict[str, Any]] = {}
+        self._warned_cost_metric = False
+
+    # -- the optimizer ---------------------------------------------------------
+    @property
+    def carbs(self) -> CARBS | None:
+        """The underlying optimizer, once the search space and mode are known."""
+        return self._carbs
+
+    def _optimizer(self) -> CARBS:
+        if self._carbs is None:
+            if self._params is None:
+                raise RuntimeError(
+                    UNDEFINED_SEARCH_SPACE.format(cls=type(self).__name__, space="params")
+                )
+            if not self._metric or not self._mode:
+                # Tune hands TuneConfig's metric and mode to a searcher only
+                # together with a non-empty param_space.
+                raise RuntimeError(
+                    UNDEFINED_METRIC_MODE.format(
+                        cls=type(self).__name__, metric=self._metric, mode=self._mode
+                    )
+                    + " Without a param_space, Tune does not pass TuneConfig's metric and mode "
+                    "on: give them to CARBSSearcher(metric=..., mode=...)."
+                )
+            sign = -1 if self._mode == "min" else 1
+            if self._carbs_params.better_direction_sign != sign and sign == 1:
+                logger.warning(
+                    "carbs_params.better_direction_sign=-1 is overridden by mode='max'"
+                )
+            config = replace(self._carbs_params, better_direction_sign=sign)
+            self._carbs = CARBS(config, self._params)
+        return self._carbs
+
+    # -- Searcher interface ------------------------------------------------------
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+    ) -> bool:
+        """Take metric, mode and (without native params) the search space from Tune."""
+        _check_metric_mode(metric, mode)
+        if self._carbs is not None:
+            new_mode = mode or self._mode
+            if new_mode != self._mode or (metric and metric != self._metric):
+                raise ValueError(
+                    f"CARBSSearcher already optimises {self._metric!r} ({self._mode}); it cannot "
+                    f"switch to {metric!r} ({mode})"
+                )
+        _, domain_vars, grid_vars = parse_spec_vars(config or {})
+        if domain_vars or grid_vars:
+            params, codecs = convert_ray_search_space(
+                config, self._search_center, self._basic_span
+            )
+            if self._params is None:
+                self._params, self._codecs, self._space_from_tune = params, codecs, True
+            elif not self._space_from_tune:
+                # Native params and a param_space: Tune reports the space was given twice.
+                return False
+            else:
+                # A restored searcher given its param_space again (for the constants):
+                # the saved space, with its scales and centers, stays.
+                self._check_same_names([p.name for p in params])
+        elif self._params is None:
+            return False
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        return True
+
+    def _check_same_names(self, names: list[str]) -> None:
+        known = [p.name for p in self._params or []]
+        if sorted(names) != sorted(known):
+            raise ValueError(
+                f"param_space searches {sorted(names)}, but this searcher (restored?) searches "
+                f"{sorted(known)}; give the param_space it was saved with, or a new CARBSSearcher"
+            )
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """A new config for ``trial_id``, remembered as pending until it completes."""
+        opt = self._optimizer()
+        suggestion = opt.suggest(suggestion_id=trial_id).suggestion
+        values = {k: v for k, v in suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
+        self._live[trial_id] = {"input": values, "started": time.time()}
+        flat = {name: self._codecs.get(name, IDENTITY).from_carbs(v) for name, v in values.items()}
+        return _unflatten(flat)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Report the trial's metric and cost to CARBS (a failure if it errored)."""
+        live = self._live.pop(trial_id, None)
+        if live is None:
+            logger.warning("CARBSSearcher: completion of unknown trial %r ignored", trial_id)
+            return
+        opt = self._optimizer()
+        output = (result or {}).get(self._metric) if self._metric else None
+        value = _finite_number(output)
+        failed = bool(error) or value is None
+        if value is None and not error:
+            logger.warning(
+                "trial %s finished without a numeric %r (got %r); recorded as a failure",
+                trial_id,
+                self._metric,
+                output,
+            )
+        observation = ObservationInParam(
+            input={**live["input"], SUGGESTION_ID_DICT_KEY: trial_id},
+            output=math.nan if value is None else value,
+            cost=self._cost(trial_id, result, live["started"]),
+            is_failure=failed,
+        )
+        opt.observe(observation)
+
+    def forget_pending_trials(self) -> list[str]:
+        """Drop every trial still running when the state was saved; returns their ids.
+
+        ``Tuner.restore`` resumes those trials under their old ids, so keep
+        them then. A searcher restored with :meth:`restore_from_dir` into a
+        new ``Tuner`` never hears of them again: call this after restoring,
+        or CARBS keeps steering away from points that will never report.
+        """
+        dropped = list(self._live)
+        if self._carbs is not None:
+            for trial_id in dropped:
+                self._carbs.forget_suggestion({SUGGESTION_ID_DICT_KEY: trial_id})
+        self._live.clear()
+        return dropped
+
+    def _cost(self, trial_id: str, result: dict[str, Any] | None, started: float) -> float:
+        result = result or {}
+        if self._cost_metric is not None:
+            cost = positive_cost(result.get(self._cost_metric))
+            if cost is not None:
+                return cost
+            if not self._warned_cost_metric:
+                self._warned_cost_metric = True
+                logger.warning(
+                    "trial %s reported no positive %r; using its %s as the cost instead",
+                    trial_id,
+                    self._cost_metric,
+                    _TIME_KEY,
+                )
+        cost = positive_cost(result.get(_TIME_KEY))
+        if cost is not None:
+            return cost
+        return max(time.time() - started, _MIN_COST)
+
+    # -- persistence ---------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """The searcher's state as a JSON-compatible dict (the optimizer's included)."""
+        return {
+            "format": _STATE_FORMAT,
+            "version": _STATE_VERSION,
+            "metric": self._metric,
+            "mode": self._mode,
+            "cost_metric": self._cost_metric,
+            "carbs_params": self._carbs_params.to_dict(),
+            "params": None if self._params is None else [p.to_dict() for p in self._params],
+            "space_from_tune": self._space_from_tune,
+            "codecs": {name: codec.kind for name, codec in self._codecs.items()},
+            "carbs": None if self._carbs is None else self._carbs.get_state_dict(),
+            "live_trials": self._live,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise serialization.StateError(
+                f"not a CARBSSearcher state (format {state.get('format') if isinstance(state, dict) else None!r})"
+            )
+        if state.get("version") != _STATE_VERSION:
+            raise serialization.StateError(
+                f"CARBSSearcher state version {state.get('version')!r} is not supported "
+                f"(expected {_STATE_VERSION})"
+            )
+        try:
+            self._metric = state["metric"]
+            self._mode = state["mode"]
+            self._cost_metric = state["cost_metric"]
+            self._carbs_params = CARBSParams.from_dict(dict(state["carbs_params"]))
+            params = state["params"]
+            self._params = None if params is None else [Param.from_dict(p) for p in params]
+            self._space_from_tune = bool(state.get("space_from_tune", False))
+            self._codecs = {name: ValueCodec(kind) for name, kind in state["codecs"].items()}
+            carbs_state = state["carbs"]
+            self._carbs = None if carbs_state is None else CARBS.load_state_dict(carbs_state)
+            self._live = {str(k): dict(v) for k, v in state["live_trials"].items()}
+        except (KeyError, TypeError, AttributeError) as e:
+            raise serialization.StateError(
+                f"CARBSSearcher state is malformed: {type(e).__name__}: {e}"
+            ) from None
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state as JSON to ``checkpoint_path`` (Tune calls this on every checkpoint)."""
+        serialization.write_atomic(checkpoint_path, json.dumps(self.get_state(), allow_nan=False))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load a state written by :meth:`save`."""
+        text = Path(checkpoint_path).read_bytes()
+        try:
+            state = json.loads(text.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise serialization.StateError(
+                f"{checkpoint_path}: not a CARBSSearcher state file ({e})"
+            ) from None
+        self.set_state(state)
+
+
+def _finite_number(value: Any) -> float | None:
+    """A finite float from a reported metric, or ``None`` if it is missing or not finite."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _check_metric_mode(metric: Any, mode: Any) -> None:
+    if metric is not None and not isinstance(metric, str):
+        raise ValueError(f"CARBSSearcher optimises one metric; metric must be a string, got {metric!r}")
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(PATH_DELIMITER)
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return out
