@@ -61,7 +61,8 @@ def pareto_groups(
         return []
     sign = better_direction_sign
     all_costs = np.array([o.cost for g in groups for o in g])
-    threshold = float(np.quantile(all_costs, min_pareto_cost_fraction))
+    # Never below the cheapest group's mean, which a resampled group's mean can exceed.
+    threshold = max(float(np.quantile(all_costs, min_pareto_cost_fraction)), min(map(group_cost, groups)))
     cheap = [g for g in groups if group_cost(g) <= threshold]
     if is_conservative:
         resampled = [g for g in cheap if len(g) > 1]

@@ -88,7 +88,7 @@ def loads(text: str | bytes) -> dict[str, Any]:
             raise StateError(f"CARBS state is not UTF-8 text: {e}") from None
     try:
         state = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         raise StateError(f"CARBS state is not valid JSON: {e}") from None
     return upgrade(state)
 

@@ -20,6 +20,7 @@ spaces and ``(n, len(choices))`` for ``ChoiceSpace``.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Union
@@ -37,7 +38,10 @@ class SpaceError(ValueError):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    # An int beyond float range (JSON allows them) would overflow every later float().
+    return not isinstance(value, int) or abs(value) <= sys.float_info.max
 
 
 class RealNumberSpace:
@@ -58,6 +62,11 @@ class RealNumberSpace:
             value = getattr(self, attr)
             if not _is_number(value) or math.isnan(float(value)):
                 raise SpaceError(f"{name}.{attr} must be a number, got {value!r}")
+        if not isinstance(self.is_integer, (bool, np.bool_)):
+            raise SpaceError(f"{name}.is_integer must be True or False, got {self.is_integer!r}")
+        for key, value in vars(self).items():  # numpy scalars would not serialise to JSON
+            if isinstance(value, np.generic):
+                object.__setattr__(self, key, value.item())
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise SpaceError(f"{name}.scale must be a finite number > 0, got {self.scale!r}")
         if self.min >= self.max:
@@ -274,7 +283,8 @@ class ChoiceSpace:
     is_integer: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        choices = tuple(self.choices) if not isinstance(self.choices, str) else None
+        is_list = isinstance(self.choices, (Sequence, np.ndarray)) and not isinstance(self.choices, str)
+        choices = tuple(self.choices) if is_list else None
         if choices is None or len(choices) < 2:
             raise SpaceError(
                 f"ChoiceSpace.choices must be a list of at least 2 values, got {self.choices!r}"
@@ -299,6 +309,8 @@ class ChoiceSpace:
 
     def index_of(self, name: str, value: Any) -> int:
         """Position of ``value`` in ``choices``; raises naming the parameter."""
+        if not isinstance(value, (str, int, float, bool, np.generic)):  # arrays compare elementwise
+            raise SpaceError(f"parameter {name!r}: value {value!r} is not one of the choices {list(self.choices)!r}")
         for i, c in enumerate(self.choices):
             if c == value and type(c) is type(value):
                 return i
