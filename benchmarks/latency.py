@@ -58,8 +58,10 @@ def random_point(params: list[Param], rng: np.random.Generator) -> dict:
         if isinstance(space, LogSpace):
             value = 10 ** rng.uniform(math.log10(space.min), math.log10(space.max))
             out[param.name] = int(round(value)) if space.is_integer else value
-        else:
+        elif isinstance(space, LinearSpace):
             out[param.name] = rng.uniform(space.min, space.max)
+        else:
+            raise TypeError(f"latency benchmark has no sampler for {param.name!r} ({space!r})")
     return out
 
 
