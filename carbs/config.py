@@ -107,8 +107,10 @@ class CARBSParams:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise bad("num_candidates_for_suggestion_per_dim", "a positive integer")
         r = self.initial_search_radius
-        if not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
-            raise bad("initial_search_radius", "a finite number > 0")
+        # Basic space is scaled so that useful radii are about 0.1-1; the upper
+        # limit keeps radius**2 (in the search density) far from overflow.
+        if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 < r <= 1e6:
+            raise bad("initial_search_radius", "a number in (0, 1e6]")
         b = self.exploration_bias
         if not isinstance(b, (int, float)) or not math.isfinite(b):
             raise bad("exploration_bias", "a finite number")

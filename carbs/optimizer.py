@@ -290,7 +290,7 @@ class CARBS:
                 opt.outstanding_suggestions[str(s["id"])] = SuggestionInBasic(basic, dict(s.get("log_info", {})))
             opt.resample_count = int(state["resample_count"])
             opt.suggestion_count = int(state["suggestion_count"])
-            if not (0 < opt.search_radius_in_basic < math.inf and opt.resample_count >= 0 and opt.suggestion_count >= 0):
+            if not (0 < opt.search_radius_in_basic <= 1e6 and opt.resample_count >= 0 and opt.suggestion_count >= 0):
                 raise serialization.StateError("CARBS state has a bad search_radius, resample_count or suggestion_count")
         except serialization.StateError:
             raise

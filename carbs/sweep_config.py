@@ -195,8 +195,12 @@ def _number(where: str, value: Any, *, positive: bool = False) -> float:
             raise SweepConfigError(f"{where} must be a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SweepConfigError(f"{where} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise SweepConfigError(f"{where} must be finite, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise SweepConfigError(f"{where} must be a finite number, got {value!r}")
     if positive and value <= 0:
         raise SweepConfigError(f"{where} must be > 0, got {value!r}")
     return int(value) if isinstance(value, int) else float(value)
@@ -237,6 +241,8 @@ def parse_duration(where: str, value: Any) -> float:
                 f"{where} must be seconds or a duration like '30m' or '2h', got {value!r}"
             )
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        if not math.isfinite(seconds):
+            raise SweepConfigError(f"{where} must be a finite duration, got {value!r}")
         if seconds <= 0:
             raise SweepConfigError(f"{where} must be > 0, got {value!r}")
         return seconds
@@ -251,7 +257,7 @@ def _param(name: str, spec: Any) -> Param:
         raise SweepConfigError(
             f"{where}.space is missing; use one of {sorted(_SPACE_KEYS)}"
         )
-    if kind not in _SPACE_KEYS:
+    if not isinstance(kind, str) or kind not in _SPACE_KEYS:
         raise SweepConfigError(
             f"{where}.space must be one of {sorted(_SPACE_KEYS)}, got {kind!r}"
             + _suggest(str(kind), tuple(_SPACE_KEYS))

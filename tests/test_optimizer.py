@@ -143,7 +143,9 @@ def test_bad_observations_are_rejected_with_the_field_named(obs: ObservationInPa
 def test_bad_settings_are_named() -> None:
     with pytest.raises(ValueError, match=r"CARBSParams.better_direction_sign must be 1 \(maximise\) or -1"):
         CARBSParams(better_direction_sign=0)
-    with pytest.raises(ValueError, match="CARBSParams.initial_search_radius must be a finite number > 0, got -1"):
+    with pytest.raises(ValueError, match=r"CARBSParams.initial_search_radius must be a number in \(0, 1e6\], got 1e\+200"):
+        CARBSParams(initial_search_radius=1e200)
+    with pytest.raises(ValueError, match=r"CARBSParams.initial_search_radius must be a number in \(0, 1e6\], got -1"):
         CARBSParams(initial_search_radius=-1)
     with pytest.raises(ValueError, match="CARBSParams.max_suggestion_cost must be None or a finite number > 0"):
         CARBSParams(max_suggestion_cost=0)

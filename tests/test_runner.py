@@ -181,3 +181,21 @@ def test_sweep_file_parsing(tmp_path: Any) -> None:
     assert load_sweep_config(toml).name == "s"
     with pytest.raises(SweepConfigError, match="must end in .yaml"):
         load_sweep_config(tmp_path / "s.txt")
+
+
+def test_many_json_lines_keep_the_last_values_in_bounded_memory(tmp_path: Any) -> None:
+    from carbs.runner.process import _MAX_REPORTED_KEYS, run_process
+
+    script = (
+        "import json\n"
+        "print(json.dumps({'val_loss': 9.0}))\n"
+        "for i in range(5000):\n"
+        "    print(json.dumps({f'step_{i}': i, 'epoch': i}))\n"
+        "print(json.dumps({'val_loss': 0.25}))\n"
+    )
+    result = run_process([sys.executable, "-c", script], env=dict(os.environ), cwd=str(tmp_path))
+    assert result.returncode == 0
+    assert len(result.reported) <= _MAX_REPORTED_KEYS
+    assert result.reported["val_loss"] == 0.25
+    assert result.reported["epoch"] == 4999
+    assert "step_0" not in result.reported and result.reported["step_4999"] == 4999

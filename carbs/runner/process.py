@@ -28,6 +28,7 @@ _STDOUT_LINE_LIMIT = 1 << 20
 _STDERR_LINE_LIMIT = 1 << 16
 # Characters of one line kept in a tail.
 _TAIL_LINE_CHARS = 2000
+_MAX_REPORTED_KEYS = 1000  # distinct keys kept from JSON lines on stdout
 # Seconds between SIGTERM and SIGKILL when stopping a program.
 DEFAULT_KILL_GRACE = 5.0
 
@@ -60,7 +61,9 @@ class ProcessResult:
         returncode: exit code; negative for a signal; ``None`` if it could not start.
         elapsed: wall-clock seconds.
         timed_out / interrupted: it was stopped for running too long / on request.
-        records: JSON objects printed on stdout, in order.
+        reported: the JSON objects printed on stdout merged in order (later values
+            win; at most the 1,000 most recently reported keys), so memory stays
+            bounded however many lines the program prints.
         bad_json: lines that looked like JSON objects but did not parse (the last few).
         stdout_tail / stderr_tail: the last lines of each stream.
         start_error: why the program could not be started.
@@ -70,7 +73,7 @@ class ProcessResult:
     elapsed: float
     timed_out: bool = False
     interrupted: bool = False
-    records: list[dict[str, Any]] = field(default_factory=list)
+    reported: dict[str, Any] = field(default_factory=dict)
     bad_json: list[str] = field(default_factory=list)
     stdout_tail: str = ""
     stderr_tail: str = ""
@@ -96,7 +99,7 @@ class _Reader(threading.Thread):
         self.parse_json = parse_json
         self.log_file = log_file
         self.echo = echo
-        self.records: list[dict[str, Any]] = []
+        self.reported: dict[str, Any] = {}
         self.bad_json: collections.deque[str] = collections.deque(maxlen=5)
 
     def run(self) -> None:
@@ -126,7 +129,14 @@ class _Reader(threading.Thread):
             self.bad_json.append(line[:200])
             return
         if isinstance(value, dict):
-            self.records.append(value)
+            for key, item in value.items():
+                # Least recently reported keys go first, so a program that
+                # invents a new key on every line cannot grow memory without
+                # bound, while the metric it reports last is always kept.
+                self.reported.pop(key, None)
+                if len(self.reported) >= _MAX_REPORTED_KEYS:
+                    del self.reported[next(iter(self.reported))]
+                self.reported[key] = item
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -230,7 +240,7 @@ def run_process(
             elapsed=time.monotonic() - start,
             timed_out=timed_out,
             interrupted=interrupted,
-            records=out.records,
+            reported=out.reported,
             bad_json=list(out.bad_json),
             stdout_tail="\n".join(out.tail),
             stderr_tail="\n".join(err.tail),

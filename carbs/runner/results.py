@@ -115,9 +115,7 @@ def evaluate(
         return TrialOutcome(None, elapsed, FailKind.INTERRUPTED, "interrupted")
     if result.timed_out:
         return TrialOutcome(None, elapsed, FailKind.TIMEOUT, f"timed out after {timeout:g} s")
-    values: dict[str, Any] = {}
-    for record in result.records:
-        values.update(record)
+    values: dict[str, Any] = dict(result.reported)
     file_values, file_problem = read_results_file(results_file)
     values.update(file_values)
     if result.returncode != 0:

@@ -12,8 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -46,6 +45,9 @@ T = TypeVar("T")
 
 # How many times a write that lost a race for the SQLite lock is retried.
 _WRITE_ATTEMPTS = 5
+# How long a lost database-server connection is retried before giving up: long
+# enough to ride out a PostgreSQL restart or failover without failing workers.
+_RECONNECT_SECONDS = 60.0
 
 
 class SchemaVersionError(StorageError):
@@ -275,26 +277,62 @@ class Storage:
                 f"version {SCHEMA_VERSION} this carbs understands; upgrade carbs to open it"
             )
 
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                yield session
-        except OperationalError as e:
-            raise self._fail(e) from None
+    def _transient(self, e: OperationalError) -> bool:
+        """A server connection that dropped (worth reconnecting), not a bad query."""
+        if self._sqlite:
+            return False
+        if e.connection_invalidated:
+            return True
+        text = str(getattr(e, "orig", e)).lower()
+        return any(
+            marker in text
+            for marker in (
+                "connection",
+                "server closed",
+                "terminating",
+                "shutting down",
+                "starting up",
+                "recovery mode",
+            )
+        )
+
+    def _run(self, fn: Callable[[Session], T], *, write: bool) -> T:
+        """Run ``fn`` in a session (a transaction when ``write``), retrying the transient.
+
+        SQLite lock timeouts are retried a few times; a lost PostgreSQL
+        connection is retried with backoff for up to ``_RECONNECT_SECONDS``.
+        A retried transaction runs ``fn`` again from the start, so nothing is
+        half-applied.
+        """
+        engine = self._write_engine if write else self.engine
+        deadline = time.monotonic() + _RECONNECT_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with Session(engine, expire_on_commit=False) as session:
+                    if not write:
+                        return fn(session)
+                    with session.begin():
+                        return fn(session)
+            except OperationalError as e:
+                if "locked" in str(e).lower() and attempt < _WRITE_ATTEMPTS:
+                    logger.debug("storage busy, retrying (%d)", attempt)
+                    time.sleep(0.2 * attempt)
+                    continue
+                if self._transient(e) and time.monotonic() < deadline:
+                    logger.warning(
+                        "storage %s unreachable (%s); retrying", masked(self.url), _first_line(e)
+                    )
+                    time.sleep(min(0.5 * attempt, 5.0))
+                    continue
+                raise self._fail(e) from None
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        return self._run(fn, write=False)
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in a write transaction, retrying when SQLite reports a lock."""
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
-                    return fn(session)
-            except OperationalError as e:
-                if "locked" not in str(e).lower() or attempt == _WRITE_ATTEMPTS - 1:
-                    raise self._fail(e) from None
-                logger.debug("storage busy, retrying (%d)", attempt + 1)
-                time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._run(fn, write=True)
 
     # -- studies --------------------------------------------------------------
     def create_study(
@@ -336,18 +374,26 @@ class Storage:
 
     def get_study(self, name: str) -> StudyRecord:
         """The study called ``name``; raises ``StudyNotFoundError`` listing the known names."""
-        with self._read() as session:
+        def find(session: Session) -> StudyRecord | list[str]:
             row = session.scalar(select(StudyRow).where(StudyRow.name == name))
             if row is not None:
                 return _study_record(row)
-            names = list(session.scalars(select(StudyRow.name).order_by(StudyRow.id)))
+            return list(session.scalars(select(StudyRow.name).order_by(StudyRow.id)))
+
+        found = self._read(find)
+        if isinstance(found, StudyRecord):
+            return found
+        names = found
         known = f"; studies in this storage: {names}" if names else "; the storage has no studies"
         raise StudyNotFoundError(f"no study named {name!r} in {masked(self.url)}{known}")
 
     def list_studies(self) -> list[StudyRecord]:
         """Every study, oldest first."""
-        with self._read() as session:
-            return [_study_record(r) for r in session.scalars(select(StudyRow).order_by(StudyRow.id))]
+        return self._read(
+            lambda session: [
+                _study_record(r) for r in session.scalars(select(StudyRow).order_by(StudyRow.id))
+            ]
+        )
 
     def update_study(
         self,
@@ -421,27 +467,34 @@ class Storage:
         stmt = select(TrialRow).where(TrialRow.study_id == study_id)
         if states is not None:
             stmt = stmt.where(TrialRow.state.in_([TrialState(s).value for s in states]))
-        with self._read() as session:
-            return [_trial_record(r) for r in session.scalars(stmt.order_by(TrialRow.number))]
+        return self._read(
+            lambda session: [
+                _trial_record(r) for r in session.scalars(stmt.order_by(TrialRow.number))
+            ]
+        )
 
     def trial(self, study_id: int, number: int) -> TrialRecord:
         """One trial by number; raises ``KeyError`` naming it if absent."""
-        with self._read() as session:
+        def find(session: Session) -> TrialRecord | None:
             row = session.scalar(
                 select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number)
             )
-            if row is None:
-                raise KeyError(f"trial number {number} does not exist in study id {study_id}")
-            return _trial_record(row)
+            return None if row is None else _trial_record(row)
+
+        record = self._read(find)
+        if record is None:
+            raise KeyError(f"trial number {number} does not exist in study id {study_id}")
+        return record
 
     def state_counts(self, study_id: int) -> dict[TrialState, int]:
         """How many trials are in each state."""
-        with self._read() as session:
-            rows = session.execute(
+        rows = self._read(
+            lambda session: session.execute(
                 select(TrialRow.state, func.count())
                 .where(TrialRow.study_id == study_id)
                 .group_by(TrialRow.state)
             ).all()
+        )
         counts = {s: 0 for s in TrialState}
         for state, count in rows:
             counts[TrialState(state)] = int(count)
@@ -522,6 +575,11 @@ class Storage:
             return _trial_record(row)
 
         return self._write(finish)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def open_storage(url: str | None = None) -> Storage:

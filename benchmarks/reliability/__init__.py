@@ -1,0 +1,1 @@
+"""Reliability stress run: load and faults at scale (see README.md in this directory)."""
