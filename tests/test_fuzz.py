@@ -41,6 +41,18 @@ from carbs.sweep_config import SweepConfigError, load_sweep_config, parse_sweep_
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _in_a_scratch_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Mutated states can switch on checkpointing (into a relative ``checkpoint_dir``):
+    keep those files out of the working directory."""
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("fuzz-cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
 # Values a careless or hostile file can contain (JSON allows arbitrarily large ints).
 HUGE_INT = st.integers(min_value=10**309, max_value=10**400) | st.integers(max_value=-(10**309), min_value=-(10**400))
 SCALARS = st.one_of(

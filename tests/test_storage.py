@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -166,6 +167,12 @@ def test_unopenable_storage_is_a_clear_error(tmp_path: object) -> None:
         Storage("nosuchdriver://x/y")
     with pytest.raises(StorageError, match="cannot open storage postgresql"):
         Storage("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_missing_postgres_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
+    with pytest.raises(StorageError, match=r"pip install 'carbs\[postgres\]'"):
+        Storage("postgresql+psycopg://postgres@127.0.0.1:1/no_driver_here")
 
 
 def test_json_fields_must_be_finite(url: str) -> None:

@@ -86,7 +86,12 @@ def create_storage_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) 
         kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(url, **kwargs)
-    except (ArgumentError, ImportError) as e:
+    except ImportError as e:
+        hint = ""
+        if parsed.get_backend_name() == "postgresql":
+            hint = "; PostgreSQL storage needs psycopg: pip install 'carbs[postgres]'"
+        raise StorageError(f"cannot use storage {masked(url)}: {e}{hint}") from None
+    except ArgumentError as e:
         raise StorageError(f"cannot use storage {masked(url)}: {e}") from None
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, busy_timeout, memory=_sqlite_memory(url))
