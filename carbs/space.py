@@ -19,6 +19,7 @@ spaces and ``(n, len(choices))`` for ``ChoiceSpace``.
 
 from __future__ import annotations
 
+import abc
 import math
 import sys
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, int) or abs(value) <= sys.float_info.max
 
 
-class RealNumberSpace:
+class RealNumberSpace(abc.ABC):
     """Shared behaviour of the one-dimensional numeric spaces."""
 
     min: float
@@ -96,12 +97,13 @@ class RealNumberSpace:
         return out
 
     # -- vectorised interface ------------------------------------------------
+    @abc.abstractmethod
     def to_basic(self, values: np.ndarray) -> np.ndarray:
         """Parameter values ``(n,)`` -> basic values ``(n,)``."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def _from_basic_raw(self, basic: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Basic values ``(n,)`` -> unrounded parameter values ``(n,)``."""
 
     def from_basic(self, basic: np.ndarray, is_rounded: bool = True) -> np.ndarray:
         """Basic values ``(n,)`` -> parameter values ``(n,)``, rounded if integer."""
