@@ -182,9 +182,13 @@ class CARBS:
                 logger.warning("forget_suggestion: unknown suggestion_uuid %r (ignored)", key)
 
     def initialize_from_observations(
-        self, observations: Sequence[ObservationInParam]
+        self, observations: Sequence[ObservationInParam], recenter: bool = True
     ) -> ObserveOutput:
-        """Add many observations at once and center the search on the best one."""
+        """Add many observations at once and center the search on the best one.
+
+        With ``recenter=False`` the search center stays where it is (a study
+        rebuilding its optimizer keeps the user's center).
+        """
         with self._lock:
             added: list[ObservationInParam] = []
             for obs in observations:
@@ -199,11 +203,11 @@ class CARBS:
             if freq > 0:
                 due = len(self.success_observations) // freq - 1
                 self.resample_count = max(self.resample_count, due)
-            if added:
+            if recenter and added:
                 sign = self.config.better_direction_sign
                 best = max(added, key=lambda o: float(o.output) * sign)
                 self.set_search_center(best.input)
-            else:
+            elif recenter:
                 logger.warning("initialize_from_observations: no successful observation to center on")
             return ObserveOutput(logs={"observation_count": self.observation_count})
 

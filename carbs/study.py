@@ -407,11 +407,9 @@ class Study:
                 continue
             observations.append(obs)
         if observations:
-            opt.initialize_from_observations(observations)
-            # Bulk loading re-centres on the best point; keep the user's center
-            # so that a rebuilt optimizer behaves like one that saw the trials
-            # one by one.
-            opt.set_search_center({p.name: p.search_center for p in params})
+            # Keep the user's center, so that a rebuilt optimizer behaves like
+            # one that saw the trials one by one.
+            opt.initialize_from_observations(observations, recenter=False)
         for trial in trials:
             if trial.state != TrialState.RUNNING:
                 continue

@@ -319,3 +319,16 @@ def test_state_round_trip_keeps_extreme_values(tmp_path: Any) -> None:
     a.pop(SUGGESTION_ID_DICT_KEY)
     b.pop(SUGGESTION_ID_DICT_KEY)
     assert a == b
+
+
+def test_bulk_load_can_keep_the_center() -> None:
+    opt = make(MIXED_PARAMS)
+    center = opt.search_center_in_basic.copy()
+    points = random_points(MIXED_PARAMS, 12)
+    opt.initialize_from_observations(
+        [ObservationInParam(x, output=float(i), cost=1.0 + i) for i, x in enumerate(points)], recenter=False
+    )
+    assert np.array_equal(opt.search_center_in_basic, center)
+    assert len(opt.success_observations) == 12
+    opt.initialize_from_observations([ObservationInParam(points[0], output=-5.0, cost=1.0)])
+    assert not np.array_equal(opt.search_center_in_basic, center)

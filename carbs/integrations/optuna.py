@@ -282,10 +282,9 @@ class CARBSSampler(BaseSampler):
             elif t.state in (TrialState.FAIL, TrialState.PRUNED):
                 observations.append(ObservationInParam(values, math.nan, self._cost(t), True))
         if observations:
-            opt.initialize_from_observations(observations)
             # Keep sampling around the user's center until the models take over,
             # as a sequential run would.
-            opt.set_search_center({p.name: p.search_center for p in params})
+            opt.initialize_from_observations(observations, recenter=False)
         opt.resample_count = repeats
         return opt
 
