@@ -1,4 +1,4 @@
-"""Storage URLs for the storage, study, runner and CLI tests.
+"""Storage URLs and shared helpers for the storage, study, runner, CLI and crash tests.
 
 PostgreSQL tests need ``CARBS_TEST_POSTGRES_URL`` (``scripts/postgres.sh start``
 prints one); they skip without it, unless ``CARBS_REQUIRE_POSTGRES=1`` (set by
@@ -9,11 +9,16 @@ studies and a schema-version test cannot disturb the rest.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+
+from carbs.storage import Storage, TrialRecord
+from carbs.study import load_study
 
 POSTGRES_ENV = "CARBS_TEST_POSTGRES_URL"
 REQUIRE_ENV = "CARBS_REQUIRE_POSTGRES"
@@ -136,3 +141,22 @@ def write_sweep(
             "heartbeat: {interval: 0.2, grace: 1.5}\n" + extra
         )
     return path
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def trials_of(url: str, name: str = "toy") -> list[TrialRecord]:
+    """The study's trials, or ``[]`` before the study exists."""
+    storage = Storage(url)
+    if not any(s.name == name for s in storage.list_studies()):
+        return []
+    return load_study(name, storage).trials()

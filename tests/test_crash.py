@@ -12,15 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, storage_url, write_sweep
+from _storage_urls import BACKENDS, storage_url, trials_of, wait_for, write_sweep
 
-from carbs.storage import FailKind, Storage, TrialRecord, TrialState, dispose_engines
-from carbs.study import load_study
+from carbs.storage import FailKind, TrialRecord, TrialState, dispose_engines
 
 GRACE = 1.5
 
@@ -40,25 +38,6 @@ def start_cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
-
-
-def trials_of(url: str, name: str = "toy") -> list[TrialRecord]:
-    """The study's trials, or ``[]`` before the study exists."""
-    storage = Storage(url)
-    if not any(s.name == name for s in storage.list_studies()):
-        return []
-    return load_study(name, storage).trials()
 
 
 def pid_alive(pid: int) -> bool:

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, postgres_schema_url, storage_url
+from _storage_urls import BACKENDS, postgres_schema_url, storage_url, trials_of, wait_for
 
 from benchmarks.reliability.load import PARAMS, objective, run_load
-from carbs.storage import FailKind, Storage, StorageError, TrialRecord, TrialState, dispose_engines
+from carbs.storage import FailKind, StorageError, TrialRecord, TrialState, dispose_engines
 from carbs.study import create_study, load_study
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,25 +95,6 @@ def cli(*args: str, cwd: Path, background: bool = False, **kw: Any) -> Any:
     if background:
         return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=180, env=env, **kw)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def trials_of(url: str, name: str = "toy") -> list[TrialRecord]:
-    """The study's trials, or ``[]`` before it exists."""
-    storage = Storage(url)
-    if not any(s.name == name for s in storage.list_studies()):
-        return []
-    return load_study(name, storage).trials()
 
 
 def started(directory: Path) -> dict[int, int]:
