@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from carbs.config import CARBSParams, OutstandingSuggestionEstimatorEnum, WandbLoggingParams
-from carbs.optimizer import CARBS
-from carbs.serialization import StateError
-from carbs.space import (
+from carbs.optimizer.config import (
+    CARBSParams,
+    OutstandingSuggestionEstimatorEnum,
+    WandbLoggingParams,
+)
+from carbs.optimizer.loop import CARBS
+from carbs.optimizer.serialization import StateError
+from carbs.optimizer.space import (
     ChoiceSpace,
     LinearSpace,
     LogitSpace,
@@ -22,7 +26,7 @@ from carbs.space import (
     SearchSpace,
     SpaceError,
 )
-from carbs.types import (
+from carbs.optimizer.types import (
     SUGGESTION_ID_DICT_KEY,
     ObservationInBasic,
     ObservationInParam,

@@ -33,10 +33,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
-from carbs.config import CARBSParams
-from carbs.optimizer import CARBS
-from carbs.pareto import pareto_set_from_observations
-from carbs.space import Param, SpaceError
+from carbs.optimizer.config import CARBSParams
+from carbs.optimizer.loop import CARBS
+from carbs.optimizer.pareto import pareto_set_from_observations
+from carbs.optimizer.space import Param, SpaceError
+from carbs.optimizer.types import (
+    SUGGESTION_ID_DICT_KEY,
+    ObservationInParam,
+    ParetoPoint,
+    SuggestionInBasic,
+)
 from carbs.storage import (
     FailKind,
     Storage,
@@ -49,7 +55,6 @@ from carbs.storage import (
     utcnow,
 )
 from carbs.sweep_config import Budget
-from carbs.types import SUGGESTION_ID_DICT_KEY, ObservationInParam, ParetoPoint, SuggestionInBasic
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from carbs.config import CARBSParams
-from carbs.space import (
+from carbs.optimizer.config import CARBSParams
+from carbs.optimizer.space import (
     ChoiceSpace,
     LinearSpace,
     LogitSpace,

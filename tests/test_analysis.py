@@ -23,7 +23,7 @@ from carbs.analysis import (
     pareto_weights,
 )
 from carbs.analysis.regression import fit_line
-from carbs.types import ParetoPoint
+from carbs.optimizer.types import ParetoPoint
 
 LR = Param("lr", LogSpace(min=1e-6, max=1.0), search_center=1e-3)
 WIDTH = Param("width", LogSpace(min=1, max=1e6, is_integer=True), search_center=64)

@@ -36,7 +36,7 @@ from carbs import (
     SpaceError,
     StateError,
 )
-from carbs.space import ParamSpace, ParamValue, space_from_dict
+from carbs.optimizer.space import ParamSpace, ParamValue, space_from_dict
 from carbs.sweep_config import SweepConfigError, load_sweep_config, parse_sweep_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -332,7 +332,7 @@ def test_truncated_and_corrupted_state_text(cut: int, junk: bytes, pos: int) -> 
 
 def json_or_state_error(data: bytes) -> dict[str, Any]:
     """Parse state bytes as the file loader does."""
-    from carbs.serialization import loads
+    from carbs.optimizer.serialization import loads
 
     return loads(data)
 

@@ -125,7 +125,7 @@ def test_metric_and_mode_come_from_tune_and_set_direction() -> None:
         searcher.suggest("t0")
     assert searcher.set_search_properties("loss", "min", {"constant": 1})
     searcher.suggest("t0")
-    assert searcher.carbs is not None and searcher.carbs.config.better_direction_sign == -1
+    assert searcher.carbs is not None and searcher.carbs.optimizer.config.better_direction_sign == -1
     # Native params and a Tune search space at once: Tune is told to refuse.
     assert not CARBSSearcher(_native_params()).set_search_properties(
         "loss", "min", {"lr": tune.uniform(0, 1)}

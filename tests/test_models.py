@@ -9,9 +9,13 @@ import pytest
 from scipy import optimize
 from scipy.stats import norm
 
-from carbs.acquisition import acquisition_scores, log_expected_improvement, search_log_density
-from carbs.gp import GPClassifier, GPRegressor, _Priors
-from carbs.surrogate import QuantileWarp
+from carbs.optimizer.acquisition import (
+    acquisition_scores,
+    log_expected_improvement,
+    search_log_density,
+)
+from carbs.optimizer.gp import GPClassifier, GPRegressor, _Priors
+from carbs.optimizer.surrogate import QuantileWarp
 
 
 def test_marginal_likelihood_gradient_is_exact() -> None:

@@ -25,7 +25,7 @@ from carbs import (
     SpaceError,
     StateError,
 )
-from carbs.surrogate import SurrogateModel
+from carbs.optimizer.surrogate import SurrogateModel
 
 DATA = Path(__file__).parent / "data"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from carbs import LinearSpace, ObservationInParam, Param
-from carbs.pareto import (
+from carbs.optimizer.pareto import (
     group_cost,
     group_observations,
     group_output,
@@ -14,7 +14,7 @@ from carbs.pareto import (
     pareto_groups,
     pareto_set_from_observations,
 )
-from carbs.types import ObservationInBasic
+from carbs.optimizer.types import ObservationInBasic
 
 
 def obs(x: float, output: float, cost: float) -> ObservationInBasic:

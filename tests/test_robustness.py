@@ -120,7 +120,7 @@ def test_single_observation_goes_straight_to_the_models() -> None:
 
 def test_all_failures_keep_sampling_around_the_center(caplog: pytest.LogCaptureFixture) -> None:
     opt = make(MIXED_PARAMS)
-    with caplog.at_level(logging.WARNING, logger="carbs.optimizer"):
+    with caplog.at_level(logging.WARNING, logger="carbs.optimizer.loop"):
         opt.initialize_from_observations(
             [ObservationInParam(x, output=0.0, cost=1.0, is_failure=True) for x in random_points(MIXED_PARAMS, 30)]
         )

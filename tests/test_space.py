@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carbs import ChoiceSpace, LinearSpace, LogitSpace, LogSpace, Param, SearchSpace, SpaceError
-from carbs.space import space_from_dict
+from carbs.optimizer.space import space_from_dict
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 

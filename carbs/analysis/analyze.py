@@ -18,8 +18,8 @@ from carbs.analysis.scaling import (
     fit_scaling_laws,
     pareto_weights,
 )
-from carbs.space import Param
-from carbs.types import ObservationInParam, ParetoPoint
+from carbs.optimizer.space import Param
+from carbs.optimizer.types import ObservationInParam, ParetoPoint
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def analyze(
         params: the parameters that were tuned.
         better_direction_sign: ``1`` to maximise the output, ``-1`` to minimise it.
         min_pareto_cost_fraction, is_conservative: passed to
-            :func:`carbs.pareto.pareto_set_from_observations`.
+            :func:`carbs.optimizer.pareto.pareto_set_from_observations`.
         low_cost_quantile, low_cost_weight: Pareto points at or below this
             quantile of the observed costs get this fit weight (0 drops them).
         confidence: level of the bootstrap intervals.
@@ -185,7 +185,7 @@ def analyze(
         seed: seeds the bootstrap.
         robust: fit the parameter laws with Huber's loss (see :func:`fit_scaling_law`).
     """
-    from carbs.pareto import pareto_set_from_observations
+    from carbs.optimizer.pareto import pareto_set_from_observations
 
     if better_direction_sign not in (-1, 1) or isinstance(better_direction_sign, bool):
         raise ValueError(f"better_direction_sign must be 1 or -1, got {better_direction_sign!r}")

@@ -12,8 +12,8 @@ import numpy as np
 
 from carbs.analysis.front import FrontFit
 from carbs.analysis.scaling import ScalingLaw
-from carbs.space import ChoiceSpace, Param, ParamValue
-from carbs.types import ParetoPoint
+from carbs.optimizer.space import ChoiceSpace, Param, ParamValue
+from carbs.optimizer.types import ParetoPoint
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from scipy.optimize import minimize_scalar
 
 from carbs.analysis.regression import percentile_interval
 from carbs.analysis.scaling import InsufficientDataError
-from carbs.types import ParetoPoint
+from carbs.optimizer.types import ParetoPoint
 
 ALPHA_BOUNDS = (1e-3, 3.0)
 _GRID = np.geomspace(ALPHA_BOUNDS[0], ALPHA_BOUNDS[1], 160)

@@ -19,7 +19,7 @@ import numpy as np
 
 from carbs.analysis.analyze import ScalingAnalysis, is_success
 from carbs.analysis.scaling import POWER
-from carbs.space import ChoiceSpace, LogitSpace, LogSpace, Param
+from carbs.optimizer.space import ChoiceSpace, LogitSpace, LogSpace, Param
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

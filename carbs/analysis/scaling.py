@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from carbs.analysis.regression import LineFit, fit_line, percentile_interval
-from carbs.space import ChoiceSpace, LinearSpace, LogitSpace, LogSpace, Param
-from carbs.types import ParetoPoint
+from carbs.optimizer.space import ChoiceSpace, LinearSpace, LogitSpace, LogSpace, Param
+from carbs.optimizer.types import ParetoPoint
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from carbs.space import (
+from carbs.optimizer.space import (
     ChoiceSpace,
     LinearSpace,
     LogSpace,

@@ -44,7 +44,7 @@ from carbs.integrations._convert import (
     log_space,
     make_param,
 )
-from carbs.space import ChoiceSpace, LinearSpace, LogitSpace, LogSpace, Param, ParamSpace
+from carbs.optimizer.space import ChoiceSpace, LinearSpace, LogitSpace, LogSpace, Param, ParamSpace
 
 
 def param_from_distribution(

@@ -56,7 +56,7 @@ from carbs.integrations._convert import (
     log_space,
     make_param,
 )
-from carbs.space import LinearSpace, Param, ParamSpace
+from carbs.optimizer.space import LinearSpace, Param, ParamSpace
 
 PATH_DELIMITER = "/"
 

@@ -51,7 +51,6 @@ try:
 except ImportError as e:
     raise missing_extra("optuna", "Optuna", e) from e
 
-from carbs.config import CARBSParams
 from carbs.integrations._convert import (
     DEFAULT_BASIC_SPAN,
     IDENTITY,
@@ -60,9 +59,10 @@ from carbs.integrations._convert import (
     positive_cost,
 )
 from carbs.integrations._optuna_space import distribution_from_param, param_from_distribution
-from carbs.optimizer import CARBS
-from carbs.space import Param, SearchSpace, SpaceError
-from carbs.types import ObservationInParam, SuggestionInBasic
+from carbs.optimizer.config import CARBSParams
+from carbs.optimizer.loop import CARBS
+from carbs.optimizer.space import Param, SearchSpace, SpaceError
+from carbs.optimizer.types import ObservationInParam, SuggestionInBasic
 
 logger = logging.getLogger(__name__)
 

@@ -36,8 +36,6 @@ try:
 except ImportError as e:
     raise missing_extra("ray", "Ray Tune", e) from e
 
-from carbs import serialization
-from carbs.config import CARBSParams
 from carbs.integrations._convert import (
     DEFAULT_BASIC_SPAN,
     IDENTITY,
@@ -46,9 +44,11 @@ from carbs.integrations._convert import (
     positive_cost,
 )
 from carbs.integrations._ray_space import PATH_DELIMITER, convert_ray_search_space
-from carbs.optimizer import CARBS
-from carbs.space import Param
-from carbs.types import SUGGESTION_ID_DICT_KEY, ObservationInParam
+from carbs.optimizer import serialization
+from carbs.optimizer.config import CARBSParams
+from carbs.optimizer.loop import CARBS
+from carbs.optimizer.space import Param
+from carbs.optimizer.types import SUGGESTION_ID_DICT_KEY, ObservationInParam
 
 logger = logging.getLogger(__name__)
 

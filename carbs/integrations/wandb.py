@@ -30,12 +30,12 @@ try:
 except ImportError as e:
     raise missing_extra("wandb", "Weights & Biases", e) from e
 
-from carbs.config import WandbLoggingParams
 from carbs.integrations._pareto_plot import observed_front, render_png
-from carbs.types import SUGGESTION_ID_DICT_KEY, ObservationInParam, ParetoPoint
+from carbs.optimizer.config import WandbLoggingParams
+from carbs.optimizer.types import SUGGESTION_ID_DICT_KEY, ObservationInParam, ParetoPoint
 
 if TYPE_CHECKING:
-    from carbs.optimizer import CARBS
+    from carbs.optimizer.loop import CARBS
     from carbs.study import Study
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from carbs.types import ObservationInBasic, ObservationInParam, ParetoPoint
+from carbs.optimizer.types import ObservationInBasic, ObservationInParam, ParetoPoint
 
 if TYPE_CHECKING:
-    from carbs.space import Param
+    from carbs.optimizer.space import Param
 
 ObservationGroup = tuple[ObservationInBasic, ...]
 
@@ -106,7 +106,7 @@ def pareto_set_from_observations(
     Failures and non-finite outputs are ignored. Inputs are mapped through the
     search space so that values which round to the same point share a group.
     """
-    from carbs.space import SearchSpace
+    from carbs.optimizer.space import SearchSpace
 
     space = SearchSpace(params)
     basic: list[ObservationInBasic] = []

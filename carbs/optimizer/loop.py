@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from carbs import acquisition, serialization
-from carbs.config import CARBSParams
-from carbs.pareto import (
+from carbs.optimizer import acquisition, serialization
+from carbs.optimizer.config import CARBSParams
+from carbs.optimizer.pareto import (
     ObservationGroup,
     group_cost,
     group_observations,
@@ -36,9 +36,16 @@ from carbs.pareto import (
     pareto_area,
     pareto_groups,
 )
-from carbs.space import ChoiceSpace, Param, ParamValue, SearchSpace, SpaceError, _is_number
-from carbs.surrogate import SurrogateModel
-from carbs.types import (
+from carbs.optimizer.space import (
+    ChoiceSpace,
+    Param,
+    ParamValue,
+    SearchSpace,
+    SpaceError,
+    _is_number,
+)
+from carbs.optimizer.surrogate import SurrogateModel
+from carbs.optimizer.types import (
     SUGGESTION_ID_DICT_KEY,
     ObservationInBasic,
     ObservationInParam,
@@ -229,7 +236,7 @@ class CARBS:
 
     # -- state ---------------------------------------------------------------
     def get_state_dict(self) -> dict[str, Any]:
-        """The full state as a JSON-compatible dict (see :mod:`carbs.serialization`)."""
+        """The full state as a JSON-compatible dict (see :mod:`carbs.optimizer.serialization`)."""
         with self._lock:
             to_param = self.search_space.from_basic
 

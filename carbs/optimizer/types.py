@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from carbs.space import ParamValue
+from carbs.optimizer.space import ParamValue
 
 ParamDictType = dict[str, ParamValue]
 

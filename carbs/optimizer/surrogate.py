@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from carbs.config import OutstandingSuggestionEstimatorEnum
-from carbs.gp import GPClassifier, GPRegressor
+from carbs.optimizer.config import OutstandingSuggestionEstimatorEnum
+from carbs.optimizer.gp import GPClassifier, GPRegressor
 
 logger = logging.getLogger(__name__)
 
