@@ -1,42 +1,45 @@
 """CARBS: cost-aware Pareto-region Bayesian search for hyperparameters.
 
-The optimizer (``CARBS``) and its records are imported eagerly and need only
-numpy, scipy and scikit-learn; the sweep layer (studies, storage, the runner)
-loads on first use.
+Every public name is served on first use (module ``__getattr__``), so
+``import carbs`` and ``carbs --help`` load neither numpy, scipy and
+scikit-learn (the optimizer) nor SQLAlchemy (studies and storage); a trial
+program that only calls ``carbs.report`` stays light too.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from carbs.optimizer.config import (
-    CARBSParams,
-    OutstandingSuggestionEstimatorEnum,
-    WandbLoggingParams,
-)
-from carbs.optimizer.loop import CARBS
-from carbs.optimizer.serialization import StateError
-from carbs.optimizer.space import (
-    ChoiceSpace,
-    LinearSpace,
-    LogitSpace,
-    LogSpace,
-    Param,
-    RealNumberSpace,
-    SearchSpace,
-    SpaceError,
-)
-from carbs.optimizer.types import (
-    SUGGESTION_ID_DICT_KEY,
-    ObservationInBasic,
-    ObservationInParam,
-    ObserveOutput,
-    ParetoPoint,
-    SuggestionInBasic,
-    SuggestOutput,
-)
-
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_LAZY = {
+    "CARBS": "carbs.optimizer.loop",
+    "CARBSParams": "carbs.optimizer.config",
+    "OutstandingSuggestionEstimatorEnum": "carbs.optimizer.config",
+    "WandbLoggingParams": "carbs.optimizer.config",
+    "StateError": "carbs.optimizer.serialization",
+    "ChoiceSpace": "carbs.optimizer.space",
+    "LinearSpace": "carbs.optimizer.space",
+    "LogitSpace": "carbs.optimizer.space",
+    "LogSpace": "carbs.optimizer.space",
+    "Param": "carbs.optimizer.space",
+    "RealNumberSpace": "carbs.optimizer.space",
+    "SearchSpace": "carbs.optimizer.space",
+    "SpaceError": "carbs.optimizer.space",
+    "SUGGESTION_ID_DICT_KEY": "carbs.optimizer.types",
+    "ObservationInBasic": "carbs.optimizer.types",
+    "ObservationInParam": "carbs.optimizer.types",
+    "ObserveOutput": "carbs.optimizer.types",
+    "ParetoPoint": "carbs.optimizer.types",
+    "SuggestionInBasic": "carbs.optimizer.types",
+    "SuggestOutput": "carbs.optimizer.types",
+    "create_study": "carbs.study",
+    "load_study": "carbs.study",
+    "Study": "carbs.study",
+    "report": "carbs.reporting",
+}
 
 __all__ = [
     "CARBS",
@@ -56,28 +59,55 @@ __all__ = [
     "SearchSpace",
     "SpaceError",
     "StateError",
+    "Study",
     "SuggestOutput",
     "SuggestionInBasic",
     "WandbLoggingParams",
     "__version__",
+    "create_study",
+    "load_study",
+    "report",
 ]
 
-# Names served lazily so that `import carbs` does not import SQLAlchemy.
-_LAZY = {
-    "create_study": "carbs.study",
-    "load_study": "carbs.study",
-    "Study": "carbs.study",
-    "report": "carbs.reporting",
-}
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+if TYPE_CHECKING:  # pragma: no cover - the same names, for type checkers
+    from carbs.optimizer.config import (
+        CARBSParams,
+        OutstandingSuggestionEstimatorEnum,
+        WandbLoggingParams,
+    )
+    from carbs.optimizer.loop import CARBS
+    from carbs.optimizer.serialization import StateError
+    from carbs.optimizer.space import (
+        ChoiceSpace,
+        LinearSpace,
+        LogitSpace,
+        LogSpace,
+        Param,
+        RealNumberSpace,
+        SearchSpace,
+        SpaceError,
+    )
+    from carbs.optimizer.types import (
+        SUGGESTION_ID_DICT_KEY,
+        ObservationInBasic,
+        ObservationInParam,
+        ObserveOutput,
+        ParetoPoint,
+        SuggestionInBasic,
+        SuggestOutput,
+    )
+    from carbs.reporting import report
+    from carbs.study import Study, create_study, load_study
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'carbs' has no attribute {name!r}")
-    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

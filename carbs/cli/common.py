@@ -7,8 +7,6 @@ import math
 import sys
 from typing import Any
 
-from carbs.storage import StorageError, StudyNotFoundError, default_storage_url
-
 # Exit codes of every command.
 EXIT_OK = 0
 EXIT_ERROR = 1  # unexpected error
@@ -52,8 +50,8 @@ def add_storage_args(parser: argparse.ArgumentParser, *, study_required: bool = 
     parser.add_argument(
         "--storage",
         metavar="URL",
-        help="database URL or SQLite file path (default: $CARBS_STORAGE or "
-        f"{default_storage_url()!s} in the working directory)",
+        help="database URL or SQLite file path (default: $CARBS_STORAGE, else "
+        "carbs.db in the working directory)",
     )
     parser.add_argument(
         "--study",
@@ -65,7 +63,7 @@ def add_storage_args(parser: argparse.ArgumentParser, *, study_required: bool = 
 
 def open_study(args: argparse.Namespace) -> Any:
     """The study named by ``--storage``/``--study``, or a ``CliError``."""
-    from carbs.storage import Storage
+    from carbs.storage import Storage, StorageError, StudyNotFoundError
     from carbs.study import load_study
 
     try:

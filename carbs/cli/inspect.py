@@ -184,7 +184,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
     """``carbs trials``."""
     from rich.table import Table
 
-    from carbs.study_export import trials_csv
+    from carbs.study.export import trials_csv
 
     study = open_study(args)
     trials = study.trials(args.state)

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carbs.cli.common import (
     EXIT_CODES_HELP,
@@ -26,7 +26,9 @@ from carbs.cli.common import (
     open_study,
     stderr_console,
 )
-from carbs.sweep_config import Budget, SweepConfigError, parse_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from carbs.sweep_config import Budget
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _budget(args: argparse.Namespace, base: Budget) -> Budget:
+    from carbs.sweep_config import Budget, SweepConfigError, parse_duration
+
     try:
         max_time = parse_duration("--max-time", args.max_time) if args.max_time else base.max_time
     except SweepConfigError as e:
@@ -101,6 +105,7 @@ def _budget(args: argparse.Namespace, base: Budget) -> Budget:
 
 def _overrides(args: argparse.Namespace, spec: Any) -> Any:
     from carbs.runner.worker import spec_with_overrides
+    from carbs.sweep_config import SweepConfigError, parse_duration
 
     timeout = None
     if args.trial_timeout:
@@ -118,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from carbs.runner.worker import RunSpec
     from carbs.storage import Storage, StorageError
     from carbs.study import StudyDefinitionError, create_study
-    from carbs.sweep_config import load_sweep_config
+    from carbs.sweep_config import SweepConfigError, load_sweep_config
 
     try:
         config = load_sweep_config(args.sweep_file)

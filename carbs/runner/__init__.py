@@ -1,5 +1,4 @@
-"""Running trials: a user's command in a subprocess (``carbs.runner.worker``) or a
-Python objective in threads (``carbs.runner.in_process``).
+"""Running trials: a user's command in a subprocess (``carbs.runner.worker``).
 
 Submodules are imported on use so that trial programs calling ``carbs.report``
 do not load the database layer.

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carbs.runner.command import default_environment, render_command, trial_environment
-from carbs.runner.heartbeat import Heartbeat
 from carbs.runner.process import DEFAULT_KILL_GRACE, run_process
 from carbs.runner.results import TrialOutcome, evaluate
 from carbs.storage import FailKind, StorageError, TrialRecord, TrialStateError
 from carbs.study import BudgetExhausted, Study, Trial, default_worker_name
+from carbs.study.heartbeat import Heartbeat
 from carbs.sweep_config import Budget, SweepConfig
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,8 @@
-"""``Study.optimize``: running a Python objective on suggested points, in threads."""
+"""``Study.optimize``: running a Python objective on suggested points, in threads.
+
+The loop sees the study only through :class:`StudyLike` (ask, tell,
+heartbeat), so the ``Study`` class imports this module and not the other way round.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,44 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
-from carbs.runner.heartbeat import Heartbeat
 from carbs.storage import FailKind, TrialRecord, TrialStateError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from carbs.study import ObjectiveResult, Study, Trial
+from carbs.study.heartbeat import Heartbeat
+from carbs.study.trial import ObjectiveResult, Trial, default_worker_name, format_exception_tail
 
 logger = logging.getLogger(__name__)
+
+
+class StudyLike(Protocol):
+    """What the loop needs of a study (``carbs.study.Study`` has it)."""
+
+    def ask(self, *, worker: str | None = None, heartbeat_grace: float | None = None) -> Trial:
+        """Hand out the next trial."""
+        ...
+
+    def tell(
+        self,
+        trial: Trial | int,
+        output: float | None = None,
+        cost: float | None = None,
+        failed: bool = False,
+        *,
+        reason: str | None = None,
+        fail_kind: FailKind | str | None = None,
+        stderr_tail: str | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+    ) -> TrialRecord:
+        """Record a trial's result."""
+        ...
+
+    def heartbeat(self, trial: Trial | int) -> bool:
+        """Keep a running trial alive."""
+        ...
+
+
+S = TypeVar("S", bound=StudyLike)
 
 
 def _check_limits(
@@ -45,12 +77,12 @@ def _split_result(number: int, result: Any) -> tuple[Any, float | None]:
     return result, None
 
 
-class _Run:
+class _Run(Generic[S]):
     """Shared state of one ``optimize`` call across its worker threads."""
 
     def __init__(
         self,
-        study: Study,
+        study: S,
         objective: Callable[[dict[str, Any]], ObjectiveResult],
         n_trials: int | None,
         max_cost: float | None,
@@ -58,7 +90,7 @@ class _Run:
         catch: tuple[type[BaseException], ...],
         heartbeat: Heartbeat | None,
         heartbeat_grace: float | None,
-        callbacks: Sequence[Callable[[Study, TrialRecord], None]],
+        callbacks: Sequence[Callable[[S, TrialRecord], None]],
     ) -> None:
         self.study = study
         self.objective = objective
@@ -90,8 +122,6 @@ class _Run:
             return True
 
     def worker(self, slot: int) -> None:
-        from carbs.study import default_worker_name
-
         name = default_worker_name(slot)
         try:
             while self._reserve():
@@ -123,8 +153,6 @@ class _Run:
                 callback(self.study, record)
 
     def _evaluate(self, trial: Trial, start: float) -> TrialRecord | None:
-        from carbs.study import format_exception_tail
-
         try:
             output, cost = _split_result(trial.number, self.objective(dict(trial.params)))
         except self.catch as e:
@@ -196,7 +224,7 @@ class _Run:
 
 
 def run_objective(
-    study: Study,
+    study: S,
     objective: Callable[[dict[str, Any]], ObjectiveResult],
     *,
     n_trials: int | None,
@@ -206,7 +234,7 @@ def run_objective(
     catch: tuple[type[BaseException], ...],
     heartbeat_grace: float | None,
     heartbeat_interval: float | None,
-    callbacks: Sequence[Callable[[Study, TrialRecord], None]],
+    callbacks: Sequence[Callable[[S, TrialRecord], None]],
 ) -> None:
     """Body of :meth:`carbs.study.Study.optimize`."""
     _check_limits(n_trials, max_cost, timeout, n_workers)
@@ -215,7 +243,7 @@ def run_objective(
         if heartbeat_grace is not None and heartbeat_interval is not None
         else None
     )
-    run = _Run(
+    run: _Run[S] = _Run(
         study, objective, n_trials, max_cost, timeout, catch, heartbeat, heartbeat_grace, callbacks
     )
     if heartbeat is not None:

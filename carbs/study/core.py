@@ -25,13 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 import threading
-import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.loop import CARBS
@@ -51,8 +47,15 @@ from carbs.storage import (
     StudyRecord,
     TrialRecord,
     TrialState,
-    TrialStateError,
     utcnow,
+)
+from carbs.study.trial import (
+    BudgetExhausted,
+    ObjectiveResult,
+    StudyDefinitionError,
+    Trial,
+    default_worker_name,
+    direction_sign,
 )
 from carbs.sweep_config import Budget
 
@@ -61,66 +64,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "BudgetExhausted",
-    "Study",
-    "StudyDefinitionError",
-    "Trial",
-    "create_study",
-    "delete_study",
-    "load_study",
-]
+__all__ = ["Study", "budget_exhausted", "create_study", "delete_study", "load_study"]
 
-ObjectiveResult = Union[float, tuple[float, float]]
 # Times a suggestion equal to a RUNNING trial's point is drawn again.
 _DUPLICATE_RETRIES = 8
 # Default heartbeat settings of Study.optimize.
 _OPTIMIZE_HEARTBEAT_INTERVAL = 10.0
 _OPTIMIZE_HEARTBEAT_GRACE = 60.0
-
-
-class StudyDefinitionError(ValueError):
-    """A study exists with a different search space, direction or metric."""
-
-
-class BudgetExhausted(RuntimeError):
-    """``ask`` was given a budget that is already spent; ``str(e)`` says which part."""
-
-
-@dataclass(frozen=True)
-class Trial:
-    """A point handed out by :meth:`Study.ask`: run it, then :meth:`Study.tell` the result.
-
-    Attributes:
-        number: the trial's id within its study (0, 1, 2, ...).
-        params: the parameter values to run.
-        study_name: the study it belongs to.
-        started_at: when it was handed out (UTC).
-    """
-
-    number: int
-    params: dict[str, Any]
-    study_name: str
-    started_at: datetime
-
-
-def direction_sign(direction: str | int) -> int:
-    """``"minimize"``/``-1`` -> ``-1``, ``"maximize"``/``1`` -> ``1``; anything else raises."""
-    if direction in (1, -1) and not isinstance(direction, bool):
-        return int(direction)
-    if isinstance(direction, str):
-        d = direction.strip().lower()
-        if d in ("minimize", "minimise", "min"):
-            return -1
-        if d in ("maximize", "maximise", "max"):
-            return 1
-    raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
-
-
-def default_worker_name(slot: int | None = None) -> str:
-    """``host:pid`` (and ``:slot``), naming who runs a trial."""
-    name = f"{socket.gethostname()}:{os.getpid()}"
-    return name if slot is None else f"{name}:{slot}"
 
 
 def _settings(settings: CARBSParams | Mapping[str, Any] | None, sign: int) -> CARBSParams:
@@ -583,13 +533,13 @@ class Study:
 
     def trials_dataframe(self) -> pandas.DataFrame:
         """The trials as a ``pandas.DataFrame`` (needs ``pandas``), one row per trial."""
-        from carbs.study_export import trials_dataframe
+        from carbs.study.export import trials_dataframe
 
         return trials_dataframe(self.trials())
 
     def export(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         """Write the trials to ``path`` as CSV or JSON (chosen from the extension by default)."""
-        from carbs.study_export import export_trials
+        from carbs.study.export import export_trials
 
         export_trials(self, os.fspath(path), format)
 
@@ -625,7 +575,7 @@ class Study:
         With no limit at all the loop runs until interrupted (Ctrl-C), which
         marks the running trials FAILED as interrupted.
         """
-        from carbs.runner.in_process import run_objective
+        from carbs.study.optimize import run_objective
 
         run_objective(
             self,
@@ -644,12 +594,3 @@ class Study:
             callbacks=callbacks,
         )
 
-
-def format_exception_tail(exc: BaseException, limit: int = 20) -> str:
-    """The last ``limit`` lines of an exception's traceback."""
-    lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()
-    return "\n".join(lines[-limit:])
-
-
-# Re-exported for callers that catch storage errors from the study API.
-__all__ += ["StudyExistsError", "StudyNotFoundError", "TrialStateError"]

@@ -1,4 +1,8 @@
-"""Flat views of a study's trials: rows, a pandas DataFrame, CSV and JSON files."""
+"""Flat views of a study's trials: rows, a pandas DataFrame, CSV and JSON files.
+
+Export reads a study through :class:`StudyLike` and is imported by the
+``Study`` only when called, so neither module needs the other at import time.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,31 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from carbs.optimizer.config import CARBSParams
+from carbs.optimizer.space import Param
 from carbs.storage import TrialRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
-    from carbs.study import Study
+
+class StudyLike(Protocol):
+    """What export reads of a study (``carbs.study.Study`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def params(self) -> list[Param]: ...
+    @property
+    def settings(self) -> CARBSParams: ...
+    def trials(self) -> list[TrialRecord]: ...
+
 
 BASE_COLUMNS = (
     "number",
@@ -80,7 +101,7 @@ def trials_csv(trials: Sequence[TrialRecord]) -> str:
     return buffer.getvalue()
 
 
-def study_json(study: Study, trials: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
+def study_json(study: StudyLike, trials: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
     """The study definition and its trials as one JSON-compatible dict."""
     trials = study.trials() if trials is None else trials
     return {
@@ -93,7 +114,7 @@ def study_json(study: Study, trials: Sequence[TrialRecord] | None = None) -> dic
     }
 
 
-def export_trials(study: Study, path: str, format: str | None = None) -> None:
+def export_trials(study: StudyLike, path: str, format: str | None = None) -> None:
     """Write a study's trials to ``path`` as ``"csv"`` or ``"json"`` (default: from the extension)."""
     fmt = (format or os.path.splitext(path)[1].lstrip(".")).lower()
     if fmt == "csv":

@@ -1,0 +1,44 @@
+"""Studies: a CARBS search whose trials live in a database.
+
+``core`` holds the :class:`Study` (create/load, ask/tell, results),
+``trial`` what it hands out, ``optimize`` the in-process loop behind
+:meth:`Study.optimize`, ``heartbeat`` the thread that keeps running trials
+alive, and ``export`` the CSV/JSON/DataFrame views. Each module imports only
+those listed before it, so the package has no import circles.
+"""
+
+from carbs.storage import StudyExistsError, StudyNotFoundError, TrialStateError
+from carbs.study.core import (
+    Study,
+    budget_exhausted,
+    create_study,
+    delete_study,
+    load_study,
+)
+from carbs.study.trial import (
+    BudgetExhausted,
+    ObjectiveResult,
+    StudyDefinitionError,
+    Trial,
+    default_worker_name,
+    direction_sign,
+    format_exception_tail,
+)
+
+__all__ = [
+    "BudgetExhausted",
+    "ObjectiveResult",
+    "Study",
+    "StudyDefinitionError",
+    "StudyExistsError",
+    "StudyNotFoundError",
+    "Trial",
+    "TrialStateError",
+    "budget_exhausted",
+    "create_study",
+    "default_worker_name",
+    "delete_study",
+    "direction_sign",
+    "format_exception_tail",
+    "load_study",
+]
