@@ -42,6 +42,7 @@ _TOP_KEYS = (
     "command",
     "parameters",
     "metric",
+    "metric_regex",
     "direction",
     "cost",
     "budget",
@@ -109,6 +110,8 @@ class SweepConfig:
             are replaced per trial.
         params: the search space.
         metric: key of the reported value that is optimised.
+        metric_regex: a regular expression that finds the metric in a stdout line
+            (one capture group), for output in no form the runner reads by itself.
         direction: ``"minimize"`` or ``"maximize"``.
         cost: ``None`` for wall-clock seconds, else the key of a reported value.
         budget: when to stop.
@@ -130,6 +133,7 @@ class SweepConfig:
     command: list[str]
     params: list[Param]
     metric: str = "objective"
+    metric_regex: str | None = None
     direction: str = "minimize"
     cost: str | None = None
     budget: Budget = field(default_factory=Budget)
@@ -162,6 +166,7 @@ class SweepConfig:
         return {
             "command": list(self.command),
             "cost": self.cost,
+            "metric_regex": self.metric_regex,
             "budget": self.budget.to_dict(),
             "workers": self.workers,
             "trial_timeout": self.trial_timeout,
@@ -170,6 +175,20 @@ class SweepConfig:
             "workdir": self.workdir,
             "log_dir": self.log_dir,
         }
+
+
+def compile_metric_regex(pattern: str) -> re.Pattern[str]:
+    """A ``metric_regex`` with one capture group (or a group named ``value``); ``ValueError`` otherwise."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"metric_regex {pattern!r} is not a valid regular expression: {e}") from None
+    if "value" not in compiled.groupindex and compiled.groups != 1:
+        raise ValueError(
+            f"metric_regex {pattern!r} must have one capture group (or one named 'value') "
+            f"around the number, got {compiled.groups}"
+        )
+    return compiled
 
 
 def _suggest(key: str, allowed: tuple[str, ...]) -> str:
@@ -418,6 +437,14 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
     if direction is None:
         raise SweepConfigError(f"direction must be 'minimize' or 'maximize', got {direction_raw!r}")
 
+    metric_regex = None
+    if "metric_regex" in data:
+        metric_regex = _text("metric_regex", data["metric_regex"])
+        try:
+            compile_metric_regex(metric_regex)
+        except ValueError as e:
+            raise SweepConfigError(str(e)) from None
+
     cost_raw = data.get("cost", "wall_clock")
     cost = None if cost_raw in ("wall_clock", "wall-clock", "seconds") else _text("cost", cost_raw)
     if cost is not None and cost == metric:
@@ -472,6 +499,7 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
         command=command,
         params=params,
         metric=metric,
+        metric_regex=metric_regex,
         direction=direction,
         cost=cost,
         budget=budget,

@@ -13,10 +13,12 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from carbs._extras import require
 from carbs.analysis.analyze import ScalingAnalysis, is_success
 from carbs.analysis.scaling import POWER
 from carbs.optimizer.space import ChoiceSpace, LogitSpace, LogSpace, Param
@@ -28,17 +30,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORMATS = ("png", "svg")
+
+
+def require_matplotlib() -> ModuleType:
+    """``matplotlib.figure``, or a :class:`MissingExtraError` naming the ``plot`` extra."""
+    return require("matplotlib.figure", library="matplotlib", extra="plot", what="plots and reports")
+
 _FRONT_COLOR = "#c0392b"
 _FIT_COLOR = "#1f3b73"
 _FAIL_COLOR = "#d35400"
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install 'carbs[plot]'") from e
-    return Figure(figsize=figsize, layout="constrained")
+    figure = require_matplotlib()
+    return figure.Figure(figsize=figsize, layout="constrained")
 
 
 def _new_or_existing(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:

@@ -16,6 +16,7 @@ from carbs.cli.common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_MISSING_EXTRA,
     EXIT_STORAGE,
     EXIT_USAGE,
     CliError,
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.verbose, args.quiet)
+    from carbs._extras import MissingExtraError
     from carbs.storage import StorageError
 
     try:
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as e:
         print(f"carbs {args.command}: error: {e}", file=sys.stderr)
         return EXIT_STORAGE
+    except MissingExtraError as e:
+        print(f"carbs {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     except KeyboardInterrupt:
         print(f"carbs {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

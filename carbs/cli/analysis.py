@@ -75,8 +75,9 @@ def _fail(message: str) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from carbs.analysis.plots import save_plots
+    from carbs.analysis.plots import require_matplotlib, save_plots
 
+    require_matplotlib()  # before any work: a missing extra is one line, exit code 6
     try:
         _study, analysis = _load(args)
         if not analysis.observations:
@@ -150,8 +151,10 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from carbs.analysis.plots import require_matplotlib
     from carbs.analysis.report import write_report
 
+    require_matplotlib()
     try:
         study, analysis = _load(args)
         path = write_report(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ EXIT_USAGE = 2  # bad arguments or sweep file
 EXIT_STORAGE = 3  # the storage cannot be opened or used
 EXIT_STUDY = 4  # no such study, or it conflicts with the sweep file
 EXIT_NO_RESULTS = 5  # no trial completed
+EXIT_MISSING_EXTRA = 6  # an optional dependency (pip extra) is not installed
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 EXIT_CODES_HELP = """exit codes:
@@ -23,6 +25,7 @@ EXIT_CODES_HELP = """exit codes:
   3    the storage cannot be opened or used
   4    no such study, or the study conflicts with the sweep file
   5    no trial completed (run: every trial of the run failed; best: none yet)
+  6    an optional dependency is missing (the message says what to pip install)
   130  interrupted (Ctrl-C or SIGTERM)"""
 
 
@@ -61,13 +64,46 @@ def add_storage_args(parser: argparse.ArgumentParser, *, study_required: bool = 
     )
 
 
-def open_study(args: argparse.Namespace) -> Any:
-    """The study named by ``--storage``/``--study``, or a ``CliError``."""
-    from carbs.storage import Storage, StorageError, StudyNotFoundError
-    from carbs.study import load_study
+def open_existing_storage(url: str | None) -> Any:
+    """The storage at ``url`` (``--storage``), which must exist already: never a new, empty file.
+
+    Commands that only read (and ``carbs worker``, which joins a study) use this,
+    so a typo in ``--storage`` or a run in the wrong directory says so instead
+    of leaving an empty database behind.
+    """
+    from carbs.storage import Storage, StorageError
+    from carbs.storage.engine import normalize_url
 
     try:
-        storage = Storage(args.storage)
+        full = normalize_url(url)
+        if full.startswith("sqlite"):
+            from sqlalchemy.engine import make_url
+
+            path = make_url(full).database
+            if path not in (None, "", ":memory:") and not os.path.exists(path):
+                given = (
+                    "named by --storage" if url
+                    else "named by $CARBS_STORAGE" if os.environ.get("CARBS_STORAGE")
+                    else "the default storage"
+                )
+                raise CliError(
+                    f"no storage at {os.path.abspath(path)} ({given}): the file does not exist; run "
+                    "'carbs run SWEEP_FILE' in this directory first, or name an existing "
+                    "database with --storage",
+                    EXIT_STORAGE,
+                )
+        return Storage(full)
+    except StorageError as e:
+        raise CliError(str(e), EXIT_STORAGE) from None
+
+
+def open_study(args: argparse.Namespace) -> Any:
+    """The study named by ``--storage``/``--study`` in an existing storage, or a ``CliError``."""
+    from carbs.storage import StorageError, StudyNotFoundError
+    from carbs.study import load_study
+
+    storage = open_existing_storage(args.storage)
+    try:
         return load_study(args.study, storage)
     except StudyNotFoundError as e:
         raise CliError(str(e), EXIT_STUDY) from None
@@ -104,6 +140,28 @@ def fmt_params(params: dict[str, Any]) -> str:
     for k, v in params.items():
         parts.append(f"{k}={fmt_number(v, 4) if isinstance(v, float) else v}")
     return " ".join(parts)
+
+
+def failure_note(trial: Any) -> str:
+    """Why a trial failed, in one line: ``error: exited with code 1: ZeroDivisionError: ...``.
+
+    The kind is not repeated when the reason starts with it, and for a program
+    that exited with an error the last line of its stderr (the exception) is
+    added when the stored reason does not hold it yet (trials stored by older
+    versions).
+    """
+    from carbs.runner.results import last_line
+    from carbs.storage import FailKind
+
+    if trial.fail_kind is None:
+        return ""
+    reason = trial.fail_reason or ""
+    kind = str(trial.fail_kind)
+    note = reason if reason.startswith(kind) else f"{kind}: {reason}"
+    cause = last_line(trial.stderr_tail) if trial.fail_kind == FailKind.ERROR else ""
+    if cause and cause not in reason:
+        note += f": {cause}"
+    return note
 
 
 def stderr_console() -> Any:

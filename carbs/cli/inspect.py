@@ -12,12 +12,15 @@ from carbs.cli.common import (
     EXIT_NO_RESULTS,
     EXIT_OK,
     EXIT_STORAGE,
+    EXIT_USAGE,
     CliError,
     add_global_options,
     add_storage_args,
+    failure_note,
     fmt_number,
     fmt_params,
     fmt_seconds,
+    open_existing_storage,
     open_study,
     stdout_console,
 )
@@ -63,6 +66,10 @@ def register(subparsers: Any) -> None:
         "--format", choices=("table", "csv", "json"), default="table", help="output format"
     )
     trials.add_argument(
+        "--show", type=int, metavar="N",
+        help="show everything about trial N, with the last lines of its standard error",
+    )
+    trials.add_argument(
         "--state",
         choices=[s.value for s in TrialState],
         action="append",
@@ -75,11 +82,11 @@ def register(subparsers: Any) -> None:
 def _list_studies(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from carbs.storage import Storage, StorageError
+    from carbs.storage import StorageError
     from carbs.study import Study
 
+    storage = open_existing_storage(args.storage)
     try:
-        storage = Storage(args.storage)
         records = storage.list_studies()
     except StorageError as e:
         raise CliError(str(e), EXIT_STORAGE) from None
@@ -107,11 +114,11 @@ def _list_studies(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``carbs status``."""
-    from carbs.storage import Storage, StorageError
+    from carbs.storage import StorageError
 
     if args.study is None:
         try:
-            if len(Storage(args.storage).list_studies()) != 1:
+            if len(open_existing_storage(args.storage).list_studies()) != 1:
                 return _list_studies(args)
         except StorageError as e:
             raise CliError(str(e), EXIT_STORAGE) from None
@@ -155,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
     failures = [t for t in trials if t.state == TrialState.FAILED][-5:]
     for t in failures:
-        console.print(f"failed: trial {t.number}: {_failure_note(t)}")
+        console.print(f"failed: trial {t.number}: {failure_note(t)}", markup=False)
     return EXIT_OK
 
 
@@ -171,22 +178,16 @@ def cmd_best(args: argparse.Namespace) -> int:
     return EXIT_OK if print_results(study, sys.stdout) else EXIT_NO_RESULTS
 
 
-def _failure_note(trial: Any) -> str:
-    """``timeout: timed out after 60 s``, without repeating the kind when the reason starts with it."""
-    if trial.fail_kind is None:
-        return ""
-    reason = trial.fail_reason or ""
-    kind = str(trial.fail_kind)
-    return reason if reason.startswith(kind) else f"{kind}: {reason}"
-
-
 def cmd_trials(args: argparse.Namespace) -> int:
     """``carbs trials``."""
     from rich.table import Table
+    from rich.text import Text
 
     from carbs.study.export import trials_csv
 
     study = open_study(args)
+    if args.show is not None:
+        return _show_trial(study, args.show, args.format)
     trials = study.trials(args.state)
     if args.format == "csv":
         sys.stdout.write(trials_csv(trials))
@@ -204,8 +205,41 @@ def cmd_trials(args: argparse.Namespace) -> int:
             fmt_number(t.output),
             fmt_number(t.cost, 4),
             fmt_seconds(t.duration),
-            fmt_params(t.params),
-            _failure_note(t),
+            Text(fmt_params(t.params)),
+            Text(failure_note(t)),
         )
     stdout_console().print(table)
+    return EXIT_OK
+
+
+def _show_trial(study: Any, number: int, fmt: str) -> int:
+    """``carbs trials --show N``: one trial in full."""
+    try:
+        t = study.trial(number)
+    except KeyError:
+        count = len(study.trials())
+        raise CliError(
+            f"--show {number}: study {study.name!r} has no trial {number} "
+            f"(its trials are numbered 0 to {count - 1})" if count else
+            f"--show {number}: study {study.name!r} has no trials yet",
+            EXIT_USAGE,
+        ) from None
+    if fmt == "json":
+        sys.stdout.write(json.dumps(t.to_dict(), indent=2) + "\n")
+        return EXIT_OK
+    lines = [f"trial {t.number}  {t.state.value}" + (f" ({t.fail_kind})" if t.fail_kind else "")]
+    if t.fail_kind is not None:
+        lines.append(f"reason: {failure_note(t)}")
+    lines += [
+        f"params: {fmt_params(t.params)}",
+        f"{study.metric}: {fmt_number(t.output)}   cost: {fmt_number(t.cost, 4)}   "
+        f"duration: {fmt_seconds(t.duration)}",
+        f"started: {t.started_at.isoformat(timespec='seconds')}   worker: {t.worker or '-'}",
+    ]
+    if t.user_attrs:
+        lines.append("reported: " + " ".join(f"{k}={v}" for k, v in t.user_attrs.items()))
+    if t.stderr_tail:
+        lines.append("last lines of standard error:")
+        lines += [f"  {line}" for line in t.stderr_tail.splitlines()]
+    sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK

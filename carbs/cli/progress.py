@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from carbs.cli.common import fmt_number, fmt_params, fmt_seconds
+from carbs.cli.common import failure_note, fmt_number, fmt_params, fmt_seconds
 from carbs.storage import TrialRecord, TrialState
 from carbs.study import Study
 from carbs.sweep_config import Budget
@@ -27,6 +27,7 @@ class Snapshot:
     spent: float
     best: TrialRecord | None
     eta: float | None
+    last_failure: TrialRecord | None = None
 
 
 def snapshot(
@@ -53,7 +54,11 @@ def snapshot(
         estimates.append(max(budget.max_cost - spent, 0) / rate)
     if deadline_left is not None:
         estimates.append(max(deadline_left, 0))
-    return Snapshot(len(complete), running, failed, spent, best, min(estimates) if estimates else None)
+    failures = [t for t in trials if t.state == TrialState.FAILED]
+    last_failure = max(failures, key=lambda t: t.finished_at or t.started_at) if failures else None
+    return Snapshot(
+        len(complete), running, failed, spent, best, min(estimates) if estimates else None, last_failure
+    )
 
 
 class ProgressDisplay:
@@ -72,6 +77,7 @@ class ProgressDisplay:
     def render(self) -> Any:
         """The panel for the current state of the study."""
         from rich.table import Table
+        from rich.text import Text
 
         elapsed = time.monotonic() - self._start
         left = None if self.budget.max_time is None else self.budget.max_time - elapsed
@@ -95,6 +101,9 @@ class ProgressDisplay:
             )
         else:
             table.add_row("best", "-")
+        if snap.last_failure is not None:
+            note = failure_note(snap.last_failure)
+            table.add_row("last failure", Text(f"trial {snap.last_failure.number}: {note}"))
         cost = fmt_number(snap.spent, 5)
         if self.budget.max_cost is not None:
             cost += f" / {fmt_number(self.budget.max_cost, 5)}"

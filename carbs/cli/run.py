@@ -21,6 +21,7 @@ from carbs.cli.common import (
     CliError,
     add_global_options,
     add_storage_args,
+    failure_note,
     fmt_number,
     fmt_params,
     open_study,
@@ -214,7 +215,7 @@ def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console:
                 f"cost={fmt_number(record.cost, 4)}  {fmt_params(record.params)}"
             )
         else:
-            console.print(f"trial {record.number} FAILED ({record.fail_kind}): {record.fail_reason}")
+            console.print(f"trial {record.number} FAILED ({failure_note(record)})", markup=False)
 
     runner = SweepRunner(study, spec, workers, on_trial_end=on_end)
     # A SIGTERM (from a scheduler or `kill`) stops as cleanly as Ctrl-C. SIGINT is

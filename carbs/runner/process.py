@@ -91,6 +91,7 @@ class _Reader(threading.Thread):
         parse_json: bool,
         log_file: IO[bytes] | None,
         echo: IO[str] | None,
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.stream = stream
@@ -99,6 +100,7 @@ class _Reader(threading.Thread):
         self.parse_json = parse_json
         self.log_file = log_file
         self.echo = echo
+        self.on_line = on_line
         self.reported: dict[str, Any] = {}
         self.bad_json: collections.deque[str] = collections.deque(maxlen=5)
 
@@ -117,6 +119,8 @@ class _Reader(threading.Thread):
                 self.tail.append(line[:_TAIL_LINE_CHARS])
                 if self.parse_json:
                     self._maybe_json(line.strip())
+                if self.on_line is not None:
+                    self.on_line(line)
         except (OSError, ValueError):  # pipe closed under us while stopping
             pass
 
@@ -174,11 +178,13 @@ def run_process(
     echo: bool = False,
     kill_grace: float = DEFAULT_KILL_GRACE,
     on_start: Callable[[int], None] | None = None,
+    on_stdout_line: Callable[[str], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion, a timeout, or until ``stop`` is set.
 
     Memory stays bounded whatever the program prints: only the last
-    ``tail_lines`` lines of each stream and the JSON object lines of stdout are kept.
+    ``tail_lines`` lines of each stream and the JSON object lines of stdout are kept;
+    ``on_stdout_line`` sees every stdout line (in the reading thread).
     """
     start = time.monotonic()
     logs: list[IO[bytes]] = []
@@ -206,7 +212,10 @@ def run_process(
         if on_start is not None:
             on_start(proc.pid)
         assert proc.stdout is not None and proc.stderr is not None
-        out = _Reader(proc.stdout, tail_lines, _STDOUT_LINE_LIMIT, True, out_log, sys.stdout if echo else None)
+        out = _Reader(
+            proc.stdout, tail_lines, _STDOUT_LINE_LIMIT, True, out_log, sys.stdout if echo else None,
+            on_stdout_line,
+        )
         err = _Reader(proc.stderr, tail_lines, _STDERR_LINE_LIMIT, False, err_log, sys.stderr if echo else None)
         out.start()
         err.start()

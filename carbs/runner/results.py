@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from carbs.runner.process import ProcessResult
 from carbs.storage import FailKind
+from carbs.sweep_config import compile_metric_regex
 
 # Reported values kept with the trial besides the metric (JSON scalars only).
 _MAX_USER_ATTRS = 50
@@ -48,6 +52,57 @@ class TrialOutcome:
                 out[str(key)] = repr(value)
             elif isinstance(value, (str, int, float, bool)) or value is None:
                 out[str(key)] = value
+        return out
+
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)\b"
+# What the runner reads, strongest first; documented in docs/sweeps.md.
+READ_FORMS = (
+    'a JSON object line on stdout ({{"{key}": 0.31}}), the results file $CARBS_RESULTS_FILE '
+    'or carbs.report(); then metric_regex, if set; then a stdout line holding '
+    "{key}: 0.31 or {key}=0.31 (the last one wins)"
+)
+
+
+def key_value_pattern(key: str) -> re.Pattern[str]:
+    """``key: 0.31``, ``key=0.31`` or ``'key': 0.31`` anywhere in a line, not inside a longer name."""
+    return re.compile(
+        rf"(?<![\w.])[\"']?{re.escape(key)}[\"']?\s*[:=]\s*({_NUMBER})(?![\w.])", re.IGNORECASE
+    )
+
+
+class TextValues:
+    """Reads ``key: value`` / ``key=value`` forms (and ``metric_regex``) from a program's stdout lines.
+
+    These are the weakest source: a JSON line, the results file or
+    ``carbs.report`` always win over them (see :func:`evaluate`).
+    """
+
+    def __init__(self, keys: Sequence[str], metric: str, metric_regex: str | None = None) -> None:
+        self.patterns = {key: key_value_pattern(key) for key in keys}
+        self.metric = metric
+        self.regex = compile_metric_regex(metric_regex) if metric_regex else None
+        self.text: dict[str, float] = {}
+        self.regex_value: float | None = None
+
+    def feed(self, line: str) -> None:
+        """Look at one stdout line; later matches win."""
+        for key, pattern in self.patterns.items():
+            found = pattern.findall(line)
+            if found:
+                self.text[key] = float(found[-1])
+        if self.regex is not None:
+            match = self.regex.search(line)
+            if match is not None:
+                raw = match.group("value") if "value" in self.regex.groupindex else match.group(1)
+                with contextlib.suppress(TypeError, ValueError):
+                    self.regex_value = float(raw)
+
+    def values(self) -> dict[str, float]:
+        """What was read, ``metric_regex`` winning over the plain forms for the metric."""
+        out = dict(self.text)
+        if self.regex_value is not None:
+            out[self.metric] = self.regex_value
         return out
 
 
@@ -93,6 +148,15 @@ def _exit_reason(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+def last_line(text: str | None, limit: int = 300) -> str:
+    """The last non-blank line of ``text`` (for a Python program: the exception), shortened."""
+    for line in reversed((text or "").splitlines()):
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 3] + "..."
+    return ""
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -106,8 +170,13 @@ def evaluate(
     cost_key: str | None,
     results_file: str,
     timeout: float | None,
+    text_values: dict[str, float] | None = None,
 ) -> TrialOutcome:
-    """Judge a finished program: exit status, then the reported metric and cost."""
+    """Judge a finished program: exit status, then the reported metric and cost.
+
+    Values come from (weakest first) ``text_values`` (see :class:`TextValues`),
+    the JSON lines on stdout, then the results file.
+    """
     elapsed = max(result.elapsed, 1e-6)
     if result.start_error is not None:
         return TrialOutcome(None, elapsed, FailKind.ERROR, result.start_error)
@@ -115,12 +184,19 @@ def evaluate(
         return TrialOutcome(None, elapsed, FailKind.INTERRUPTED, "interrupted")
     if result.timed_out:
         return TrialOutcome(None, elapsed, FailKind.TIMEOUT, f"timed out after {timeout:g} s")
-    values: dict[str, Any] = dict(result.reported)
+    values: dict[str, Any] = dict(text_values or {})
+    values.update(result.reported)
     file_values, file_problem = read_results_file(results_file)
     values.update(file_values)
     if result.returncode != 0:
         assert result.returncode is not None
-        return TrialOutcome(None, elapsed, FailKind.ERROR, _exit_reason(result.returncode), values)
+        # The exception (the last line of stderr) goes into the reason, so every
+        # place that shows the failure shows why, not only the exit code.
+        reason = _exit_reason(result.returncode)
+        cause = last_line(result.stderr_tail)
+        return TrialOutcome(
+            None, elapsed, FailKind.ERROR, f"{reason}: {cause}" if cause else reason, values
+        )
     if file_problem is not None:
         return TrialOutcome(None, elapsed, FailKind.BAD_OUTPUT, file_problem, values)
     if metric not in values:
@@ -129,11 +205,7 @@ def evaluate(
             reason += f"; stdout lines that are not valid JSON: {result.bad_json[-3:]}"
         elif values:
             reason += f"; reported keys: {sorted(values)}"
-        else:
-            reason += (
-                f"; print a JSON line such as {{\"{metric}\": 0.31}}, write it to "
-                "$CARBS_RESULTS_FILE, or call carbs.report()"
-            )
+        reason += "; carbs reads " + READ_FORMS.format(key=metric)
         return TrialOutcome(None, elapsed, FailKind.BAD_OUTPUT, reason, values)
     output = _number(values[metric])
     if output is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from carbs.runner.command import default_environment, render_command, trial_environment
 from carbs.runner.process import DEFAULT_KILL_GRACE, run_process
-from carbs.runner.results import TrialOutcome, evaluate
+from carbs.runner.results import TextValues, TrialOutcome, evaluate
 from carbs.storage import FailKind, StorageError, TrialRecord, TrialStateError
 from carbs.study import BudgetExhausted, Study, Trial, default_worker_name
 from carbs.study.heartbeat import Heartbeat
@@ -40,6 +40,7 @@ class RunSpec:
     command: list[str]
     metric: str
     cost: str | None = None
+    metric_regex: str | None = None
     budget: Budget = field(default_factory=Budget)
     trial_timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -57,6 +58,7 @@ class RunSpec:
             command=list(config.command),
             metric=config.metric,
             cost=config.cost,
+            metric_regex=config.metric_regex,
             budget=config.budget,
             trial_timeout=config.trial_timeout,
             env=dict(config.env),
@@ -81,6 +83,7 @@ class RunSpec:
             command=list(cfg["command"]),
             metric=study.metric,
             cost=cfg.get("cost"),
+            metric_regex=cfg.get("metric_regex"),
             budget=Budget(budget.get("trials"), budget.get("cost"), budget.get("time")),
             trial_timeout=cfg.get("trial_timeout"),
             env=dict(cfg.get("env") or {}),
@@ -274,6 +277,8 @@ class SweepRunner:
             stem = os.path.join(spec.log_dir, f"{self.study.name}-trial-{trial.number:05d}")
             logs = {"stdout_log": stem + ".out", "stderr_log": stem + ".err"}
         logger.info("trial %d: %s", trial.number, " ".join(argv))
+        keys = [spec.metric] + ([spec.cost] if spec.cost else [])
+        text = TextValues(keys, spec.metric, spec.metric_regex)
         result = run_process(
             argv,
             env=env,
@@ -282,6 +287,7 @@ class SweepRunner:
             stop=self._interrupt,
             echo=spec.echo,
             kill_grace=spec.kill_grace,
+            on_stdout_line=text.feed,
             **logs,
         )
         outcome = evaluate(
@@ -290,6 +296,7 @@ class SweepRunner:
             cost_key=spec.cost,
             results_file=results_file,
             timeout=spec.trial_timeout,
+            text_values=text.values(),
         )
         tail = result.stderr_tail
         if outcome.failed and not tail and result.stdout_tail:

@@ -89,7 +89,9 @@ def create_storage_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) 
     except ImportError as e:
         hint = ""
         if parsed.get_backend_name() == "postgresql":
-            hint = "; PostgreSQL storage needs psycopg: pip install 'carbs[postgres]'"
+            from carbs._extras import install_command
+
+            hint = f"; PostgreSQL storage needs psycopg: {install_command('postgres')}"
         raise StorageError(f"cannot use storage {masked(url)}: {e}{hint}") from None
     except ArgumentError as e:
         raise StorageError(f"cannot use storage {masked(url)}: {e}") from None

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from carbs._extras import require
 from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.space import Param
 from carbs.storage import TrialRecord
@@ -77,12 +78,7 @@ def trial_rows(trials: Sequence[TrialRecord]) -> tuple[list[str], list[dict[str,
 
 def trials_dataframe(trials: Sequence[TrialRecord]) -> pandas.DataFrame:
     """The trials as a DataFrame indexed by nothing in particular, one row per trial."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "trials_dataframe needs pandas: pip install 'carbs[pandas]'"
-        ) from None
+    pd: Any = require("pandas", library="pandas", extra="pandas", what="trials_dataframe")
     columns, rows = trial_rows(trials)
     frame = pd.DataFrame(rows, columns=columns)
     for col in ("started_at", "finished_at"):
