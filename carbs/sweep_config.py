@@ -55,6 +55,7 @@ _TOP_KEYS = (
     "env",
     "workdir",
     "log_dir",
+    "fail_fast",
 )
 _BUDGET_KEYS = ("trials", "cost", "time")
 _HEARTBEAT_KEYS = ("interval", "grace")
@@ -75,6 +76,8 @@ _DIRECTIONS = {
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SETTINGS_OWN_KEYS = ("better_direction_sign", "seed")
+# Consecutive same-cause failures that stop a sweep nothing has succeeded in yet.
+DEFAULT_FAIL_FAST = 5
 
 
 class SweepConfigError(ValueError):
@@ -125,6 +128,8 @@ class SweepConfig:
         env: extra environment variables for the trial program.
         workdir: absolute directory the command runs in.
         log_dir: directory for per-trial stdout/stderr files (``None``: not kept).
+        fail_fast: stop after this many consecutive trials fail for the same reason
+            while none has succeeded (``0``: never).
         source: the file the config came from.
         warnings: problems worth telling the user that do not stop the sweep.
     """
@@ -147,6 +152,7 @@ class SweepConfig:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = field(default_factory=os.getcwd)
     log_dir: str | None = None
+    fail_fast: int = DEFAULT_FAIL_FAST
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -174,6 +180,7 @@ class SweepConfig:
             "env": dict(self.env),
             "workdir": self.workdir,
             "log_dir": self.log_dir,
+            "fail_fast": self.fail_fast,
         }
 
 
@@ -449,6 +456,12 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
     cost = None if cost_raw in ("wall_clock", "wall-clock", "seconds") else _text("cost", cost_raw)
     if cost is not None and cost == metric:
         raise SweepConfigError(f"cost must name a different value than metric, got {cost!r}")
+    if cost is not None and cost in names:
+        warnings.append(
+            f"cost {cost!r} is a parameter name, but the cost is read from the values the "
+            f"program reports, not from the parameters: the program must report {cost!r} "
+            "too (or use cost: wall_clock), or every trial fails"
+        )
 
     budget = Budget()
     if "budget" in data:
@@ -519,6 +532,8 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
             if "log_dir" in data
             else None
         ),
+        fail_fast=_integer("fail_fast", data["fail_fast"], minimum=0) if "fail_fast" in data
+        else DEFAULT_FAIL_FAST,
         source=source,
         warnings=warnings,
     )

@@ -83,6 +83,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--max-time", metavar="DURATION", help="stop starting trials after this long (e.g. 90s, 30m, 2h)"
     )
     parser.add_argument("--trial-timeout", metavar="DURATION", help="kill a trial running longer")
+    parser.add_argument(
+        "--fail-fast", type=int, metavar="N",
+        help="stop after N trials in a row fail the same way while none has succeeded "
+        "(default: the sweep file's fail_fast, else 5; 0 never stops)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display; one line per trial")
     parser.add_argument("--echo", action="store_true", help="show the trial programs' output")
 
@@ -114,8 +119,16 @@ def _overrides(args: argparse.Namespace, spec: Any) -> Any:
             timeout = parse_duration("--trial-timeout", args.trial_timeout)
         except SweepConfigError as e:
             raise CliError(str(e), EXIT_USAGE) from None
+    if args.fail_fast is not None and args.fail_fast < 0:
+        raise CliError(f"--fail-fast must be >= 0, got {args.fail_fast}", EXIT_USAGE)
     return spec_with_overrides(
-        spec, {"budget": _budget(args, spec.budget), "trial_timeout": timeout, "echo": args.echo or None}
+        spec,
+        {
+            "budget": _budget(args, spec.budget),
+            "trial_timeout": timeout,
+            "echo": args.echo or None,
+            "fail_fast": args.fail_fast,
+        },
     )
 
 
@@ -239,6 +252,9 @@ def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     if summary.completed == 0 and summary.failed > 0:
-        console.print("[bold red]every trial of this run failed[/]; see 'carbs trials' for reasons")
+        console.print(
+            "[bold red]every trial of this run failed[/]; 'carbs trials' lists the reasons, "
+            "'carbs trials --show N' shows one trial in full"
+        )
         return EXIT_NO_RESULTS
     return EXIT_OK

@@ -8,9 +8,11 @@ of machines, may work on one study at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -19,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carbs.runner.command import default_environment, render_command, trial_environment
+from carbs.runner.fail_fast import FailFast
 from carbs.runner.process import DEFAULT_KILL_GRACE, run_process
 from carbs.runner.results import TextValues, TrialOutcome, evaluate
-from carbs.storage import FailKind, StorageError, TrialRecord, TrialStateError
+from carbs.storage import FailKind, StorageError, TrialRecord, TrialState, TrialStateError
 from carbs.study import BudgetExhausted, Study, Trial, default_worker_name
 from carbs.study.heartbeat import Heartbeat
-from carbs.sweep_config import Budget, SweepConfig
+from carbs.sweep_config import DEFAULT_FAIL_FAST, Budget, SweepConfig
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class RunSpec:
     heartbeat_grace: float = 60.0
     echo: bool = False
     kill_grace: float = DEFAULT_KILL_GRACE
+    fail_fast: int = DEFAULT_FAIL_FAST
 
     @classmethod
     def from_sweep(cls, config: SweepConfig) -> RunSpec:
@@ -66,6 +70,7 @@ class RunSpec:
             log_dir=config.log_dir,
             heartbeat_interval=config.heartbeat_interval,
             heartbeat_grace=config.heartbeat_grace,
+            fail_fast=config.fail_fast,
         )
 
     @classmethod
@@ -91,6 +96,7 @@ class RunSpec:
             log_dir=cfg.get("log_dir"),
             heartbeat_interval=float(heartbeat.get("interval", 10.0)),
             heartbeat_grace=float(heartbeat.get("grace", 60.0)),
+            fail_fast=int(cfg.get("fail_fast", DEFAULT_FAIL_FAST)),
         )
 
 
@@ -150,6 +156,9 @@ class SweepRunner:
         self._deadline: float | None = None
         self._heartbeat = Heartbeat(study.heartbeat, spec.heartbeat_interval, self._on_lost)
         self._base_env = default_environment()
+        self._fail_fast: FailFast | None = None
+        self._pids: set[int] = set()  # running programs, for a second Ctrl-C
+        self._killing = False
 
     # -- control --------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -180,6 +189,12 @@ class SweepRunner:
             self._deadline = time.monotonic() + self.spec.budget.max_time
         if self.spec.log_dir:
             os.makedirs(self.spec.log_dir, exist_ok=True)
+        self._fail_fast = FailFast(
+            self.spec.fail_fast,
+            self.study.state_counts()[TrialState.COMPLETE] > 0,
+            self.spec.cost,
+            [p.name for p in self.study.params],
+        )
         # Each worker sets its event when it is done. The main thread waits on
         # those rather than on Thread.join: a join cut short by Ctrl-C can
         # report the thread finished while it is still recording its trial.
@@ -197,13 +212,39 @@ class SweepRunner:
                 while not all(event.wait(0.2) for event in done):
                     pass
             except KeyboardInterrupt:
-                logger.warning("interrupted: stopping the running trials")
-                self.interrupt()
-                # Workers terminate their programs and record the trials.
-                deadline = time.monotonic() + self.spec.kill_grace + 10.0
+                self._wind_down(done)
+        return self.summary
+
+    def _wind_down(self, done: list[threading.Event]) -> None:
+        """After Ctrl-C: stop the programs and wait until every trial is recorded.
+
+        A second Ctrl-C (or SIGTERM) only hurries this up: the programs get
+        SIGKILL at once instead of a grace period, but the wait for their
+        trials to be marked FAILED(interrupted) is never skipped.
+        """
+        deadline = time.monotonic() + self.spec.kill_grace + 10.0
+        first = True
+        while True:
+            try:
+                if first:
+                    first = False
+                    logger.warning("interrupted: stopping the running trials")
+                    self.interrupt()  # workers terminate their programs and record the trials
                 for event in done:
                     event.wait(max(deadline - time.monotonic(), 0.0))
-        return self.summary
+                return
+            except KeyboardInterrupt:
+                logger.warning("interrupted again: killing the running programs now")
+                self.interrupt()
+                self._kill_running()
+
+    def _kill_running(self) -> None:
+        with self._lock:
+            self._killing = True
+            pids = list(self._pids)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # each program leads its own process group
 
     def _next_trial(self, worker: str) -> Trial | None:
         if self._stop.is_set():
@@ -277,6 +318,7 @@ class SweepRunner:
             stem = os.path.join(spec.log_dir, f"{self.study.name}-trial-{trial.number:05d}")
             logs = {"stdout_log": stem + ".out", "stderr_log": stem + ".err"}
         logger.info("trial %d: %s", trial.number, " ".join(argv))
+        pids: list[int] = []
         keys = [spec.metric] + ([spec.cost] if spec.cost else [])
         text = TextValues(keys, spec.metric, spec.metric_regex)
         result = run_process(
@@ -288,8 +330,13 @@ class SweepRunner:
             echo=spec.echo,
             kill_grace=spec.kill_grace,
             on_stdout_line=text.feed,
+            on_start=lambda pid: self._started(pid, pids),
             **logs,
         )
+        with self._lock:
+            self._pids.difference_update(pids)
+            if self._killing and result.returncode is not None and result.returncode < 0:
+                result.interrupted = True  # our SIGKILL, not the program's fault
         outcome = evaluate(
             result,
             metric=spec.metric,
@@ -302,6 +349,14 @@ class SweepRunner:
         if outcome.failed and not tail and result.stdout_tail:
             tail = "(stdout)\n" + result.stdout_tail
         return outcome, tail
+
+    def _started(self, pid: int, pids: list[int]) -> None:
+        pids.append(pid)
+        with self._lock:
+            self._pids.add(pid)
+            killing = self._killing
+        if killing:  # started just as a second Ctrl-C killed the others
+            self._kill_running()
 
     def _record(self, trial: Trial, outcome: TrialOutcome, stderr_tail: str) -> None:
         try:
@@ -325,6 +380,9 @@ class SweepRunner:
                 self.summary.failed += 1
         if outcome.failed:
             logger.info("trial %d FAILED: %s", trial.number, outcome.reason)
+        stop = self._fail_fast.observe(record) if self._fail_fast is not None else None
+        if stop is not None:
+            self.request_stop(stop)
         if self.on_trial_end is not None:
             self.on_trial_end(record, outcome)
 
