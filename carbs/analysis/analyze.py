@@ -61,6 +61,8 @@ class ScalingAnalysis:
         front: the Pareto-front fit, or ``None`` (see ``front_skipped``).
         front_skipped: why the front was not fitted, if it was not.
         confidence: level of all intervals.
+        trial_numbers: the study's trial number of each observation (the numbers
+            every command shows); empty when analysed from bare observations.
     """
 
     observations: list[ObservationInParam]
@@ -74,6 +76,11 @@ class ScalingAnalysis:
     front_skipped: str | None
     confidence: float
     settings: dict[str, Any] = field(default_factory=dict)
+    trial_numbers: list[int] = field(default_factory=list)
+
+    def trial_number(self, index: int) -> int:
+        """The trial number of ``observations[index]`` (the index itself without a study)."""
+        return self.trial_numbers[index] if self.trial_numbers else index
 
     @property
     def successes(self) -> list[ObservationInParam]:
@@ -146,7 +153,13 @@ class ScalingAnalysis:
     @classmethod
     def from_study(cls, study: StudyLike, **kwargs: Any) -> ScalingAnalysis:
         """Analyse a study's finished trials; keyword arguments go to :func:`analyze`."""
-        return analyze(study.observations(), study.params, study.better_direction_sign, **kwargs)
+        numbered = getattr(study, "numbered_observations", None)
+        if numbered is None:
+            return analyze(study.observations(), study.params, study.better_direction_sign, **kwargs)
+        pairs = numbered()
+        result = analyze([o for _, o in pairs], study.params, study.better_direction_sign, **kwargs)
+        result.trial_numbers = [n for n, _ in pairs]
+        return result
 
 
 def _param_values(values: dict[str, Any], params: Sequence[Param]) -> dict[str, Any]:

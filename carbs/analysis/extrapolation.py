@@ -24,15 +24,22 @@ class PredictedValue:
 
     Attributes:
         value: the law's value (unrounded, possibly outside the parameter's bounds).
-        interval: bootstrap ``(low, high)`` interval.
+        interval: bootstrap ``(low, high)`` interval, clipped to the parameter's bounds.
         suggested: ``value`` clipped to the bounds and rounded as the space requires.
         is_clipped: ``value`` lay outside the parameter's bounds.
+        raw_interval: the interval before clipping (``None``: same as ``interval``).
     """
 
     value: float
     interval: tuple[float, float]
     suggested: ParamValue
     is_clipped: bool
+    raw_interval: tuple[float, float] | None = None
+
+    @property
+    def is_interval_clipped(self) -> bool:
+        """The bootstrap interval reached outside the bounds and was cut at them."""
+        return self.raw_interval is not None
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class Extrapolation:
                     "interval": list(p.interval),
                     "suggested": p.suggested,
                     "is_clipped": p.is_clipped,
+                    "raw_interval": None if p.raw_interval is None else list(p.raw_interval),
                 }
                 for name, p in self.parameters.items()
             },
@@ -156,7 +164,17 @@ def extrapolate(
                 f"{param.name}: predicted {value:.4g} lies outside its bounds and was clipped "
                 f"to {suggested}"
             )
-        predicted[param.name] = PredictedValue(value, (low, high), suggested, is_clipped)
+        space = param.space
+        assert not isinstance(space, ChoiceSpace)
+        interval = (float(np.clip(low, space.min, space.max)), float(np.clip(high, space.min, space.max)))
+        raw = None
+        if interval != (low, high):
+            raw = (low, high)
+            warnings.append(
+                f"{param.name}: the interval [{low:.4g}, {high:.4g}] reaches outside the bounds "
+                f"[{space.min:.4g}, {space.max:.4g}] and is shown clipped to them"
+            )
+        predicted[param.name] = PredictedValue(value, interval, suggested, is_clipped, raw)
         suggestion[param.name] = suggested
     output = output_interval = None
     if front is not None:

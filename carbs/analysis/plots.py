@@ -80,13 +80,13 @@ def plot_pareto_front(
     the Pareto set as a staircase and the fitted front with its interval."""
     fig, ax = _new_or_existing(ax, (7.5, 4.6))
     obs = analysis.observations
-    order = np.arange(1, len(obs) + 1)
+    order = np.array([analysis.trial_number(i) for i in range(len(obs))])
     ok = np.array([is_success(o) for o in obs], dtype=bool)
     costs = np.array([float(o.cost) for o in obs])
     outputs = np.array([float(o.output) if is_success(o) else np.nan for o in obs])
     if ok.any():
         sc = ax.scatter(costs[ok], outputs[ok], c=order[ok], cmap="viridis", s=16, alpha=0.85,
-                        vmin=1, vmax=max(len(obs), 2), linewidths=0, label="trial")
+                        vmin=0, vmax=max(int(order.max()), 1), linewidths=0, label="trial")
         fig.colorbar(sc, ax=ax, label="trial number", pad=0.01)
     pareto = analysis.pareto_points
     p_cost = np.array([p.cost for p in pareto])

@@ -160,10 +160,11 @@ def _best(analysis: ScalingAnalysis) -> str:
     best = analysis.best()
     if best is None:
         return '<p class="note">No successful trial yet.</p>'
-    index = next(i for i, o in enumerate(analysis.observations) if o is best) + 1
+    index = next(i for i, o in enumerate(analysis.observations) if o is best)
     rows = [[html.escape(p.name), _fmt(best.input.get(p.name))] for p in analysis.params]
     return (
-        f"<p>Trial {index} of {len(analysis.observations)}: output <b>{_fmt(float(best.output))}</b>"
+        f"<p>Trial {analysis.trial_number(index)} (of {len(analysis.observations)} finished): "
+        f"output <b>{_fmt(float(best.output))}</b>"
         f" at cost {_fmt(float(best.cost))}.</p>" + _table(["parameter", "value"], rows)
     )
 
@@ -306,7 +307,8 @@ def _extrapolation(ext: Extrapolation | None, reason: str | None) -> str:
                 [
                     html.escape(name),
                     _fmt(pred.value),
-                    _interval(pred.interval),
+                    _interval(pred.interval)
+                    + (" (clipped to bounds)" if pred.is_interval_clipped else ""),
                     _fmt(pred.suggested),
                     "clipped to bounds" if pred.is_clipped else "scaling law",
                 ]

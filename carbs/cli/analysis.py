@@ -142,8 +142,9 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
         if pred is None:
             print(f"  {name:<20} {_value(value):>12}  (from the costliest Pareto point)")
         else:
+            clipped = " (clipped to bounds)" if pred.is_interval_clipped else ""
             print(f"  {name:<20} {_value(pred.suggested):>12}  [{pred.interval[0]:.4g}, "
-                  f"{pred.interval[1]:.4g}]")
+                  f"{pred.interval[1]:.4g}]{clipped}")
     if ext.output is not None and ext.output_interval is not None:
         print(f"  predicted best output {ext.output:.4g} [{ext.output_interval[0]:.4g}, "
               f"{ext.output_interval[1]:.4g}]")

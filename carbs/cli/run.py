@@ -245,7 +245,15 @@ def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if summary.stop_reason:
-        console.print(f"stopped: {summary.stop_reason}")
+        console.print(f"stopped: {summary.stop_reason}", markup=False)
+    ran = summary.completed + summary.failed
+    if ran == 0 and "budget reached" in summary.stop_reason and not summary.interrupted:
+        console.print(
+            f"no trial was run: budgets count the whole study, which has "
+            f"{sum(study.state_counts().values())} trials already; raise --trials or "
+            "--max-cost (or the sweep file's budget) to run more",
+            markup=False,
+        )
     print_results(study, sys.stdout)
     if summary.error is not None:
         return EXIT_STORAGE

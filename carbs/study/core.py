@@ -233,11 +233,13 @@ def budget_exhausted(trials: Sequence[TrialRecord], budget: Budget | None) -> st
     if budget.max_trials is not None:
         used = sum(1 for t in trials if t.state == TrialState.RUNNING or t.is_informative)
         if used >= budget.max_trials:
-            return f"trial budget reached ({used}/{budget.max_trials} trials)"
+            whole = "; the budget counts the whole study, earlier runs included" if used > budget.max_trials else ""
+            return f"trial budget reached ({used}/{budget.max_trials} trials{whole})"
     if budget.max_cost is not None:
         spent = sum(t.cost for t in trials if t.cost is not None)
         if spent >= budget.max_cost:
-            return f"cost budget reached ({spent:.6g}/{budget.max_cost:.6g})"
+            whole = "; the budget counts the whole study, earlier runs included" if spent > budget.max_cost else ""
+            return f"cost budget reached ({spent:.6g}/{budget.max_cost:.6g}{whole})"
     return None
 
 
@@ -332,11 +334,15 @@ class Study:
         Failed trials are failures; trials lost to an interruption or a dead
         worker say nothing about their parameters and are left out.
         """
+        return [obs for _, obs in self.numbered_observations()]
+
+    def numbered_observations(self) -> list[tuple[int, ObservationInParam]]:
+        """:meth:`observations` with the trial number of each."""
         out = []
         for trial in self.trials([TrialState.COMPLETE, TrialState.FAILED]):
             obs = _as_observation(trial)
             if obs is not None:
-                out.append(obs)
+                out.append((trial.number, obs))
         return out
 
     def reap_stale_trials(self) -> list[int]:
