@@ -86,7 +86,7 @@ def test_error_exit_codes(
     assert main(["status", "--storage", db, "--study", "nope"]) == EXIT_STUDY
     assert "no study named 'nope'" in capsys.readouterr().err
     assert main(["trials", "--storage", "/nonexistent-dir/x.db"]) == EXIT_STORAGE
-    assert "cannot open storage" in capsys.readouterr().err
+    assert "no storage at /nonexistent-dir/x.db" in capsys.readouterr().err
     assert main([]) == EXIT_USAGE
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ncommand: python t.py {y}\nparameters:\n  x: {space: linear, min: 0, max: 1}\n")

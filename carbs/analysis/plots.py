@@ -34,7 +34,7 @@ FORMATS = ("png", "svg")
 
 def require_matplotlib() -> ModuleType:
     """``matplotlib.figure``, or a :class:`MissingExtraError` naming the ``plot`` extra."""
-    return require("matplotlib.figure", library="matplotlib", extra="plot", what="plots and reports")
+    return require("matplotlib.figure", library="matplotlib", extra="plot", what="plotting (carbs plot, carbs report)")
 
 _FRONT_COLOR = "#c0392b"
 _FIT_COLOR = "#1f3b73"

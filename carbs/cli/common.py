@@ -25,7 +25,7 @@ EXIT_CODES_HELP = """exit codes:
   3    the storage cannot be opened or used
   4    no such study, or the study conflicts with the sweep file
   5    no trial completed (run: every trial of the run failed; best: none yet)
-  6    an optional dependency is missing (the message says what to pip install)
+  6    an optional dependency is missing (the message gives the command that installs it)
   130  interrupted (Ctrl-C or SIGTERM)"""
 
 

@@ -86,7 +86,13 @@ class TextValues:
         self.regex_value: float | None = None
 
     def feed(self, line: str) -> None:
-        """Look at one stdout line; later matches win."""
+        """Look at one stdout line; later matches win.
+
+        A line that starts like a JSON object (``{"``) is JSON's alone, so a
+        broken JSON line fails the trial as such instead of being half read.
+        """
+        if line.lstrip().startswith('{"'):
+            return
         for key, pattern in self.patterns.items():
             found = pattern.findall(line)
             if found:
