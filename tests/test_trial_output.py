@@ -39,7 +39,7 @@ def _read(lines: list[str], metric: str = "val_loss", regex: str | None = None, 
         "epoch 3 train_loss: 0.9 val_loss: 0.31 acc: 0.8",
         "step 10, val_loss=0.31, lr=0.001",
         "{'val_loss': 0.31, 'acc': 0.5}",  # a printed Python dict
-        "VAL_LOSS = 3.1e-1",
+        "val_loss = 3.1e-1",
     ],
 )
 def test_plain_text_forms_are_read(line: str) -> None:

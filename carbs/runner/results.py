@@ -55,7 +55,7 @@ class TrialOutcome:
         return out
 
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)\b"
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan|Infinity|NaN)\b"
 # What the runner reads, strongest first; documented in docs/sweeps.md.
 READ_FORMS = (
     'a JSON object line on stdout ({{"{key}": 0.31}}), the results file $CARBS_RESULTS_FILE '
@@ -67,7 +67,7 @@ READ_FORMS = (
 def key_value_pattern(key: str) -> re.Pattern[str]:
     """``key: 0.31``, ``key=0.31`` or ``'key': 0.31`` anywhere in a line, not inside a longer name."""
     return re.compile(
-        rf"(?<![\w.])[\"']?{re.escape(key)}[\"']?\s*[:=]\s*({_NUMBER})(?![\w.])", re.IGNORECASE
+        rf"(?<![\w.])[\"']?{re.escape(key)}[\"']?\s*[:=]\s*({_NUMBER})(?![\w.])"
     )
 
 
@@ -94,6 +94,8 @@ class TextValues:
         if line.lstrip().startswith('{"'):
             return
         for key, pattern in self.patterns.items():
+            if key not in line:  # a plain substring test spares the regex on most lines
+                continue
             found = pattern.findall(line)
             if found:
                 self.text[key] = float(found[-1])
