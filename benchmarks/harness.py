@@ -50,11 +50,13 @@ class RunTrace:
     trials: list[TrialRecord] = field(default_factory=list)
     wall_time_s: float = 0.0
     error: str | None = None
+    # "cost" (stop at the cost budget) or "trials" (a fixed trial count, any cost).
+    protocol: str = "cost"
 
     @property
     def capped(self) -> bool:
-        """The run stopped on the trial cap before spending its budget."""
-        return len(self.trials) >= self.max_trials and self.total_cost < self.budget_cost
+        """The run stopped on the trial cap before spending its cost budget (``cost`` protocol only)."""
+        return self.protocol == "cost" and len(self.trials) >= self.max_trials and self.total_cost < self.budget_cost
 
     @property
     def total_cost(self) -> float:
@@ -98,7 +100,22 @@ def _record(params: dict[str, KnobValue], outcome: Outcome, overhead_s: float) -
     )
 
 
-def run_one(problem: Problem, spec: TunerSpec, seed: int, budget: Budget) -> RunTrace:
+PROTOCOLS = ("cost", "trials")
+# The trial count of the fixed-trial protocol, per budget mode.
+PROTOCOL_TRIALS = {"quick": 30, "full": 75}
+
+
+def protocol_budget(problem: Problem, mode: str, protocol: str) -> Budget:
+    """The budget of one run: the problem's cost budget, or a fixed trial count at any cost."""
+    if protocol == "cost":
+        return problem.budget(mode)
+    if protocol == "trials":
+        problem.budget(mode)  # validates the mode
+        return Budget(cost=math.inf, max_trials=PROTOCOL_TRIALS[mode])
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def run_one(problem: Problem, spec: TunerSpec, seed: int, budget: Budget, protocol: str = "cost") -> RunTrace:
     """Run ``spec``'s tuner on ``problem`` until ``budget`` is spent.
 
     Every run starts with the problem's default setting, told to the tuner.
@@ -108,7 +125,9 @@ def run_one(problem: Problem, spec: TunerSpec, seed: int, budget: Budget) -> Run
     after ``budget.max_trials`` trials. A tuner that raises ends its run
     early; the error is kept in the trace.
     """
-    trace = RunTrace(problem.name, spec.name, seed, budget.cost, budget.max_trials)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    trace = RunTrace(problem.name, spec.name, seed, budget.cost, budget.max_trials, protocol=protocol)
     start = time.perf_counter()
     tuner: Tuner | None = None
     try:

@@ -29,16 +29,19 @@ Pareto-front gap (``front_gap``)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from benchmarks.harness import RunTrace, TrialRecord
+from benchmarks.spec import Problem
 
 # Budget fractions at which the best output is reported.
 BUDGET_FRACTIONS = (0.1, 0.3, 1.0)
 REFERENCE_QUANTILE = 0.9
+# The "start" of a run, against which later escalation of trial cost is measured.
+EARLY_TRIALS = 15
 
 
 def counted_trials(trace: RunTrace, budget: float | None = None) -> list[TrialRecord]:
@@ -58,6 +61,20 @@ def best_at_budget(trace: RunTrace, budget: float) -> float:
     values = [t.true_output for t in counted_trials(trace, budget) if not t.is_failure]
     values = [v for v in values if math.isfinite(v)]
     return min(values) if values else math.nan
+
+
+def best_in_first(trace: RunTrace, n_trials: int) -> float:
+    """Lowest true output among the successful trials of the first ``n_trials`` (nan if none)."""
+    values = [t.true_output for t in trace.trials[:n_trials] if not t.is_failure]
+    values = [v for v in values if math.isfinite(v)]
+    return min(values) if values else math.nan
+
+
+def best_at_fraction(trace: RunTrace, fraction: float) -> float:
+    """Best true output at ``fraction`` of the run's budget: of its cost, or of its trials under ``trials``."""
+    if trace.protocol == "trials":
+        return best_in_first(trace, max(1, math.ceil(fraction * trace.max_trials - 1e-9)))
+    return best_at_budget(trace, fraction * trace.budget_cost)
 
 
 def best_so_far_curve(trace: RunTrace, grid: np.ndarray) -> np.ndarray:
@@ -123,6 +140,55 @@ class FrontReference:
         return area / ((self.y_ref - self.y_best) * (log_grid[-1] - log_grid[0]))
 
 
+def truth_gap(true_front: Callable[[np.ndarray], np.ndarray | None], cost_range: tuple[float, float],
+              costs: np.ndarray, outputs: np.ndarray, n_grid: int = 512, ceiling: float | None = None) -> float:
+    """Mean excess of a front over the true frontier across ``cost_range`` in log cost (see module doc)."""
+    lo, hi = cost_range
+    if not 0 < lo < hi:
+        raise ValueError(f"truth cost range must satisfy 0 < low < high, got {cost_range!r}")
+    grid = np.geomspace(lo, hi, n_grid)
+    truth = true_front(grid)
+    if truth is None:
+        raise ValueError("the problem does not know its true frontier")
+    cap = float(truth[0]) if ceiling is None else ceiling
+    mine = np.minimum(front_at(costs, outputs, grid), cap)
+    excess = np.maximum(mine - truth, 0.0)
+    log_grid = np.log10(grid)
+    area = float(np.sum(0.5 * (excess[1:] + excess[:-1]) * np.diff(log_grid)))
+    return area / float(log_grid[-1] - log_grid[0])
+
+
+def knows_true_front(problem: Problem) -> bool:
+    """Whether ``problem`` can score runs against its true frontier."""
+    rng = problem.truth_cost_range
+    return rng is not None and problem.true_front(np.array(rng, dtype=float)) is not None
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    """How a run spread its cost over its trials (see module doc)."""
+
+    max_cost: float
+    median_cost_thirds: tuple[float, float, float]
+    max_cost_share: float
+    growth_ratio: float
+
+
+def cost_profile(trials: Sequence[TrialRecord]) -> CostProfile:
+    """The cost profile of ``trials`` in the order they ran (nan where there are too few)."""
+    costs = np.array([t.cost for t in trials], dtype=float)
+    if costs.size == 0:
+        return CostProfile(math.nan, (math.nan, math.nan, math.nan), math.nan, math.nan)
+    first, second, third = (float(np.median(p)) if p.size else math.nan for p in np.array_split(costs, 3))
+    growth = float(costs.max() / costs[:EARLY_TRIALS].max()) if costs.size > EARLY_TRIALS else math.nan
+    return CostProfile(
+        max_cost=float(costs.max()),
+        median_cost_thirds=(first, second, third),
+        max_cost_share=float(costs.max() / costs.sum()),
+        growth_ratio=growth,
+    )
+
+
 @dataclass(frozen=True)
 class RunScores:
     """The scores of one run."""
@@ -136,16 +202,24 @@ class RunScores:
     wall_time_s: float
     capped: bool
     error: str | None
+    truth_gap: float = math.nan
+    protocol: str = "cost"
+    profile: CostProfile = CostProfile(math.nan, (math.nan, math.nan, math.nan), math.nan, math.nan)
 
 
-def score_run(trace: RunTrace, reference: FrontReference) -> RunScores:
-    """Score one run against its problem's reference front."""
+def score_run(trace: RunTrace, reference: FrontReference, problem: Problem | None = None) -> RunScores:
+    """Score one run against its problem's reference front (and its true frontier, if ``problem`` knows it)."""
     counted = counted_trials(trace)
     failures = [t for t in counted if t.is_failure]
     costs, outputs = front_points(counted)
     overhead = [t.overhead_s for t in trace.trials]
+    gap_to_truth = math.nan
+    if problem is not None and knows_true_front(problem):
+        assert problem.truth_cost_range is not None
+        gap_to_truth = truth_gap(problem.true_front, problem.truth_cost_range, costs, outputs,
+                                 ceiling=problem.truth_ceiling)
     return RunScores(
-        best_at=tuple(best_at_budget(trace, f * trace.budget_cost) for f in BUDGET_FRACTIONS),
+        best_at=tuple(best_at_fraction(trace, f) for f in BUDGET_FRACTIONS),
         front_gap=reference.gap(costs, outputs),
         n_trials=len(counted),
         n_failures=len(failures),
@@ -154,4 +228,7 @@ def score_run(trace: RunTrace, reference: FrontReference) -> RunScores:
         wall_time_s=trace.wall_time_s,
         capped=trace.capped,
         error=trace.error,
+        truth_gap=gap_to_truth,
+        protocol=trace.protocol,
+        profile=cost_profile(counted),
     )

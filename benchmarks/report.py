@@ -12,12 +12,14 @@ import numpy as np
 from benchmarks.harness import RunTrace
 from benchmarks.metrics import (
     BUDGET_FRACTIONS,
+    EARLY_TRIALS,
     FrontReference,
     RunScores,
     best_so_far_curve,
     counted_trials,
     front_at,
     front_points,
+    knows_true_front,
     score_run,
 )
 from benchmarks.problems import make_problem
@@ -71,8 +73,9 @@ def score_all(traces: Sequence[RunTrace]) -> dict[str, dict[str, list[RunScores]
     out: dict[str, dict[str, list[RunScores]]] = {}
     for problem, by_tuner in group_by_problem(traces).items():
         reference = FrontReference.from_traces([t for ts in by_tuner.values() for t in ts])
+        p = make_problem(problem)
         out[problem] = {
-            tuner: [score_run(t, reference) for t in sorted(ts, key=lambda t: t.seed)]
+            tuner: [score_run(t, reference, p) for t in sorted(ts, key=lambda t: t.seed)]
             for tuner, ts in by_tuner.items()
         }
     return out
@@ -82,7 +85,9 @@ def problem_table(problem: str, by_tuner: dict[str, list[RunScores]]) -> str:
     """One problem's markdown table: a row per tuner, mean ± std over seeds."""
     p = make_problem(problem)
     head = [f"best @{int(f * 100)}%" for f in BUDGET_FRACTIONS]
-    cols = ["tuner", "seeds", *head, "front gap", "trials", "failures (cost)",
+    has_truth = knows_true_front(p)
+    truth_col = ["gap to truth"] if has_truth else []
+    cols = ["tuner", "seeds", *head, "front gap", *truth_col, "trials", "failures (cost)",
             "overhead ms/trial", "wall s"]
     rows = []
     best_final = {t: mean_std([s.best_at[-1] for s in sc])[0] for t, sc in by_tuner.items()}
@@ -93,6 +98,8 @@ def problem_table(problem: str, by_tuner: dict[str, list[RunScores]]) -> str:
         for i in range(len(BUDGET_FRACTIONS)):
             cells.append(_fmt_ms(*mean_std([s.best_at[i] for s in scores])))
         cells.append(_fmt_ms(*mean_std([s.front_gap for s in scores]), digits=3))
+        if has_truth:
+            cells.append(_fmt_ms(*mean_std([s.truth_gap for s in scores]), digits=3))
         trials = mean_std([float(s.n_trials) for s in scores])[0]
         capped = sum(s.capped for s in scores)
         cells.append(f"{trials:.0f}" + (f" ({capped} capped)" if capped else ""))
@@ -105,12 +112,21 @@ def problem_table(problem: str, by_tuner: dict[str, list[RunScores]]) -> str:
         if errors:
             cells[0] += " ⚠"
         rows.append(cells)
-    budget_note = f"budget {_fmt(p.full_budget.cost)} / {_fmt(p.quick_budget.cost)} {p.cost_unit}"
+    protocols = {s_protocol for s_protocol in _protocols(by_tuner)}
+    if protocols == {"trials"}:
+        budget_note = "best output after 10/30/100% of the trials"
+    else:
+        budget_note = (f"best output at 10/30/100% of the cumulative-cost budget; budget "
+                       f"{_fmt(p.full_budget.cost)} / {_fmt(p.quick_budget.cost)} {p.cost_unit} (full / quick)")
+    if has_truth:
+        assert p.truth_cost_range is not None
+        lo, hi = p.truth_cost_range
+        budget_note += (f"; gap to truth = mean excess over the true frontier for single-trial costs "
+                        f"{_fmt(lo)}..{_fmt(hi)} {p.cost_unit}")
     lines = [
         f"#### `{problem}` — {p.description}",
         "",
-        f"Lower is better. Best output at 10/30/100% of the cumulative-cost budget; {budget_note} "
-        "(full / quick).",
+        f"Lower is better; {budget_note}.",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "|".join("---" for _ in cols) + "|",
@@ -120,6 +136,38 @@ def problem_table(problem: str, by_tuner: dict[str, list[RunScores]]) -> str:
     if stopped:
         lines += ["", "⚠ runs that stopped early: " + "; ".join(stopped)]
     return "\n".join(lines)
+
+
+def _protocols(by_tuner: dict[str, list[RunScores]]) -> set[str]:
+    return {s.protocol for sc in by_tuner.values() for s in sc}
+
+
+def cost_profile_table(scores: dict[str, dict[str, list[RunScores]]], growth: bool = False) -> str:
+    """Problems x tuners: how each run spread its cost (means over seeds).
+
+    Columns: the costliest single trial, the median trial cost in each third
+    of the run, the costliest trial's share of the run's cost, and with
+    ``growth`` the costliest trial over the costliest of the first trials.
+    """
+    cols = ["problem", "tuner", "costliest trial", "median cost 1st / 2nd / 3rd third", "costliest share"]
+    if growth:
+        cols.append(f"max / max of first {EARLY_TRIALS}")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for problem, by_tuner in scores.items():
+        for tuner, sc in by_tuner.items():
+            prof = [s.profile for s in sc]
+            thirds = " / ".join(
+                _fmt(mean_std([pr.median_cost_thirds[i] for pr in prof])[0], 2) for i in range(3))
+            cells = [f"`{problem}`", _label(tuner), _fmt(mean_std([pr.max_cost for pr in prof])[0], 2), thirds,
+                     f"{100 * mean_std([pr.max_cost_share for pr in prof])[0]:.0f}%"]
+            if growth:
+                cells.append(_fmt(mean_std([pr.growth_ratio for pr in prof])[0], 2))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _truth_gap(scores: RunScores) -> float:
+    return scores.truth_gap
 
 
 def _final_best(scores: RunScores) -> float:
@@ -133,13 +181,15 @@ def _front_gap(scores: RunScores) -> float:
 SUMMARY_METRICS: dict[str, Callable[[RunScores], float]] = {
     "best": _final_best,
     "front_gap": _front_gap,
+    "truth_gap": _truth_gap,
 }
 
 
 def summary_table(scores: dict[str, dict[str, list[RunScores]]], metric: str = "best") -> str:
     """Problems x tuners: the mean of ``metric`` (lower is better) over seeds and the tuner's rank.
 
-    ``metric`` is ``"best"`` (best output at the full budget) or ``"front_gap"``.
+    ``metric`` is ``"best"`` (best output at the full budget), ``"front_gap"`` or
+    ``"truth_gap"`` (problems that know their true frontier; others are left out).
     """
     if metric not in SUMMARY_METRICS:
         raise ValueError(f"metric must be one of {sorted(SUMMARY_METRICS)}, got {metric!r}")
@@ -153,6 +203,8 @@ def summary_table(scores: dict[str, dict[str, list[RunScores]]], metric: str = "
     ]
     for problem, by_tuner in scores.items():
         means = {t: mean_std([value_of(s) for s in sc])[0] for t, sc in by_tuner.items()}
+        if metric == "truth_gap" and not any(math.isfinite(v) for v in means.values()):
+            continue
         ranked = sorted((v, t) for t, v in means.items() if math.isfinite(v))
         rank = {t: i + 1 for i, (_, t) in enumerate(ranked)}
         cells = []
@@ -177,7 +229,8 @@ def plot_problem(problem: str, by_tuner: dict[str, list[RunTrace]], path: Path) 
 
     p = make_problem(problem)
     all_traces = [t for ts in by_tuner.values() for t in ts]
-    budget = max(t.budget_cost for t in all_traces)
+    # Under the fixed-trial protocol the budget is unbounded: plot up to the costliest run.
+    budget = max(t.budget_cost if math.isfinite(t.budget_cost) else t.total_cost for t in all_traces)
     reference = FrontReference.from_traces(all_traces)
     first_costs = [t.trials[0].cost for t in all_traces if t.trials]
     lo = max(min(first_costs) if first_costs else budget * 1e-3, budget * 1e-4)

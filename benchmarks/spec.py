@@ -164,8 +164,16 @@ class Problem(ABC):
     """A benchmark problem: a search space, an objective to minimise and its cost.
 
     Subclasses call ``super().__init__`` with their settings and implement
-    :meth:`evaluate`.
+    :meth:`evaluate`. A problem whose best output at every cost is known
+    sets ``truth_cost_range`` and overrides :meth:`true_front`; runs on it
+    are then also scored against that true frontier.
     """
+
+    # The single-trial costs over which the gap to the true frontier is averaged.
+    truth_cost_range: tuple[float, float] | None = None
+    # What a front counts as where it has nothing (or nothing better); None: the
+    # true frontier at the cheap end of ``truth_cost_range``.
+    truth_ceiling: float | None = None
 
     def __init__(
         self,
@@ -204,6 +212,10 @@ class Problem(ABC):
         if missing:
             raise ValueError(f"problem {self.name!r}: suggestion lacks knobs {missing}")
         return {k.name: k.check(params[k.name]) for k in self.knobs}
+
+    def true_front(self, costs: np.ndarray) -> np.ndarray | None:
+        """The lowest noise-free output any setting of cost at most ``c`` reaches, per ``c``; None if unknown."""
+        return None
 
     @abstractmethod
     def evaluate(self, params: dict[str, KnobValue], rng: np.random.Generator) -> Outcome:

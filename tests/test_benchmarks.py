@@ -13,21 +13,31 @@ import numpy as np
 import pytest
 
 from benchmarks import compare
-from benchmarks.harness import RunTrace, TrialRecord, noise_rng, run_one
+from benchmarks.drivers import protein_driver, reference_driver
+from benchmarks.harness import RunTrace, TrialRecord, noise_rng, protocol_budget, run_one
 from benchmarks.metrics import (
     FrontReference,
     best_at_budget,
+    best_at_fraction,
+    cost_profile,
     counted_trials,
     front_at,
     score_run,
+    truth_gap,
 )
 from benchmarks.problems import (
     DigitsMLP,
     FineTuneHighDim,
     ImageClassifierEpochs,
     LanguageModelScaling,
+    MultiFidelityHartmann,
+    MultiFidelityHartmannDecorrelated,
     OutOfMemoryTraining,
+    WideScaling,
+    WideScalingNoisy,
     make_problem,
+    multi_fidelity,
+    wide_scaling,
 )
 from benchmarks.problems.failures import MEMORY_LIMIT, STARTUP_SECONDS
 from benchmarks.spec import Budget, Knob, Outcome
@@ -156,7 +166,8 @@ def test_digits_mlp_trains_and_times_a_real_model() -> None:
 
 
 def test_every_problem_is_registered_and_evaluates_its_default() -> None:
-    for name in ("lm_scaling", "image_epochs", "finetune_24d", "oom_failures"):
+    for name in ("lm_scaling", "image_epochs", "finetune_24d", "oom_failures", "wide_scaling",
+                 "wide_scaling_noisy", "mf_hartmann", "mf_hartmann_decorrelated"):
         p = make_problem(name)
         out = p.evaluate(p.default_params(), np.random.default_rng(1))
         assert math.isfinite(out.output) and out.cost > 0
@@ -283,6 +294,84 @@ def test_failures_happen_only_where_documented() -> None:
     assert 0.2 < failed / 300 < 0.6  # a real share of the box, not a corner case
 
 
+# -- wide-bounds scaling and multi-fidelity problems -------------------------------
+
+
+def _brute_force_front(cost: float) -> float:
+    """The best Chinchilla loss at ``6 N D = cost`` units, by a fine grid over N inside the box."""
+    n = np.logspace(5, 12, 200_001)
+    d = cost * wide_scaling.FLOPS_PER_UNIT / 6.0 / n
+    ok = (d >= 1e6) & (d <= 1e14)
+    return float(np.min(1.69 + 406.4 / n[ok] ** 0.34 + 410.7 / d[ok] ** 0.28))
+
+
+def test_wide_scaling_true_front_is_the_compute_optimal_loss() -> None:
+    p = WideScaling()
+    costs = np.array([1e-6, 1e-3, 0.1, 1.0, 1e3, 1e6, 5e8])
+    front = p.true_front(costs)
+    for c, f in zip(costs, front):
+        assert f == pytest.approx(_brute_force_front(float(c)), abs=1e-6), c
+    # Still improving at the top of the box, and flat past its corner.
+    assert np.all(np.diff(front) < 0)
+    corner = 6.0 * 1e12 * 1e14 / 1e18
+    assert p.true_front(np.array([corner, 10 * corner]))[1] == pytest.approx(front[-1], abs=0.01)
+    assert p.true_front(np.array([1e-8]))[0] == np.inf  # cheaper than anything in the box
+
+
+def test_wide_scaling_reaches_its_true_front_with_tuned_knobs_and_spans_15_decades() -> None:
+    p = WideScaling()
+    by_name = {k.name: k for k in p.knobs}
+    low = p.cost({"n_params": by_name["n_params"].low, "tokens": by_name["tokens"].low})
+    high = p.cost({"n_params": by_name["n_params"].high, "tokens": by_name["tokens"].high})
+    assert math.log10(high / low) >= 14
+    for cost in (0.1, 10.0, 1e4):
+        n, d = wide_scaling.compute_optimal(cost)
+        assert p.cost({"n_params": n, "tokens": d}) == pytest.approx(cost)
+        tuned = {"n_params": n, "tokens": d, "lr": 3e-3 * (n / 1e8) ** -0.25,
+                 "warmup_frac": 0.02 + 0.05 * math.log10(n / 1e5) / 7, "weight_decay": 0.1 * (d / 1e9) ** -0.2}
+        assert p.loss(tuned) == pytest.approx(float(p.true_front(np.array([cost]))[0]), abs=1e-9)
+        p.check_params(tuned)  # the optima lie inside the bounds
+        _assert_local_minimum(p.loss, tuned, {"lr": [0.5, 2.0], "warmup_frac": [-0.01, 0.01],
+                                              "weight_decay": [0.5, 2.0]})
+    default = p.default_params()
+    assert p.cost(default) == pytest.approx(0.18)
+    assert p.loss(default) > float(p.true_front(np.array([0.18]))[0]) + 0.1  # room to tune
+
+
+def test_noisy_wide_scaling_adds_only_noise() -> None:
+    quiet, noisy = WideScaling(), WideScalingNoisy()
+    outs = [noisy.evaluate(noisy.default_params(), np.random.default_rng(i)) for i in range(400)]
+    true = quiet.loss(quiet.default_params())
+    assert all(o.true_output == pytest.approx(true) for o in outs)
+    assert np.std([o.output for o in outs]) == pytest.approx(0.05, rel=0.15)
+
+
+def test_multi_fidelity_front_cost_and_correlation() -> None:
+    mf, dec = MultiFidelityHartmann(), MultiFidelityHartmannDecorrelated()
+    best_x = [0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573]
+    at = {f"x{i}": v for i, v in enumerate(best_x)}
+    assert mf.cost({**at, "fidelity": 10}) == 1.0 and mf.cost({**at, "fidelity": 100}) == 100.0
+    assert mf.value({**at, "fidelity": 100}) == pytest.approx(multi_fidelity.HARTMANN6_MIN, abs=1e-4)
+    # The true front: the optimum at the costliest fidelity a cost affords.
+    for cost, fidelity in ((0.01, 1), (0.5, 7), (1.0, 10), (99.0, 99), (1e3, 100)):
+        expected = mf.value({**at, "fidelity": fidelity})
+        assert mf.true_front(np.array([cost]))[0] == pytest.approx(expected, abs=1e-4), cost
+    assert mf.true_front(np.array([0.005]))[0] == np.inf and dec.true_front(np.array([1.0])) is None
+    # The best values only near the top: a quarter of the top cost (fidelity 50) is a full unit worse.
+    top, quarter = mf.true_front(np.array([100.0, 25.0]))
+    assert quarter - top == pytest.approx(1.0)
+    # Fidelity 10 ranks settings as the top does in one variant, poorly in the other.
+    sampler = RandomSearch(mf, 3)
+    points = [sampler.ask() for _ in range(300)]
+
+    def corr(problem: MultiFidelityHartmann) -> float:
+        low = [problem.value({**q, "fidelity": 10}) for q in points]
+        top = [problem.value({**q, "fidelity": 100}) for q in points]
+        return float(np.corrcoef(np.argsort(np.argsort(low)), np.argsort(np.argsort(top)))[0, 1])
+
+    assert corr(mf) > 0.999 and corr(dec) < 0.5
+
+
 # -- metrics on hand-made traces -------------------------------------------------
 
 
@@ -350,6 +439,41 @@ def test_reference_and_scores_from_traces() -> None:
     assert sb.n_trials == 1 and sb.best_at[-1] == 2.0 and sb.front_gap < 0.01
 
 
+def test_truth_gap_is_the_mean_excess_over_the_true_front_in_log_cost() -> None:
+    def truth(c: np.ndarray) -> np.ndarray:
+        return np.where(c < 10.0, 2.0, 1.0)  # 2 on [1, 10), 1 on [10, 100]
+
+    def gap(costs: list[float], outputs: list[float], **kw: float) -> float:
+        return truth_gap(truth, (1.0, 100.0), np.array(costs), np.array(outputs), **kw)
+
+    assert gap([1.0, 10.0], [2.0, 1.0]) == pytest.approx(0.0, abs=1e-9)
+    # Only the cheap point: 1 too high over the upper half of the range.
+    assert gap([1.0], [2.0]) == pytest.approx(0.5, abs=0.01)
+    # Nothing, or nothing better than the ceiling (the truth at cost 1 = 2), counts as the ceiling.
+    assert gap([], []) == pytest.approx(0.5, abs=0.01)
+    assert gap([1.0], [7.0]) == pytest.approx(0.5, abs=0.01)
+    assert gap([1.0], [7.0], ceiling=3.0) == pytest.approx(1.5, abs=0.01)
+    # Nothing under cost 10 (the ceiling is the truth there), then 0.25 too high over the other half.
+    assert gap([10.0], [1.25]) == pytest.approx(0.5 * 0.0 + 0.5 * 0.25, abs=0.01)
+    with pytest.raises(ValueError, match="truth cost range"):
+        truth_gap(truth, (0.0, 1.0), np.array([]), np.array([]))
+
+
+def test_cost_profile_and_trial_fractions_on_a_hand_made_trace() -> None:
+    costs = [1.0] * 15 + [2.0, 4.0, 8.0, 1.0, 3.0, 50.0]  # 21 trials
+    trace = _trace([(c, 10.0 - i, False) for i, c in enumerate(costs)], budget=math.inf)
+    trace.protocol, trace.max_trials = "trials", 21
+    prof = cost_profile(counted_trials(trace))
+    assert prof.max_cost == 50.0 and prof.growth_ratio == 50.0
+    assert prof.median_cost_thirds == (1.0, 1.0, 3.0)  # thirds of 7: fifteen 1s, then 2 4 8 1 3 50
+    assert prof.max_cost_share == pytest.approx(50.0 / sum(costs))
+    # Under the trial protocol, 10% of 21 trials is the first 3.
+    assert best_at_fraction(trace, 0.1) == 8.0 and best_at_fraction(trace, 1.0) == 10.0 - 20
+    assert not trace.capped
+    short = cost_profile(counted_trials(_trace([(2.0, 1.0, False), (6.0, 1.0, False)])))
+    assert math.isnan(short.growth_ratio) and short.max_cost_share == 0.75
+
+
 def test_summary_table_ranks_tuners_by_mean_over_seeds() -> None:
     from benchmarks.metrics import RunScores
     from benchmarks.report import mean_std, summary_table
@@ -385,6 +509,21 @@ def test_run_one_starts_at_default_and_respects_budget() -> None:
     assert [t.is_failure for t in again.trials] == [t.is_failure for t in trace.trials]
     # Every tuner sees the same noise at the same trial index.
     assert noise_rng(p, 3, 5).normal() == noise_rng(p, 3, 5).normal()
+
+
+def test_fixed_trial_protocol_runs_its_trial_count_whatever_the_cost() -> None:
+    p = WideScaling()
+    budget = protocol_budget(p, "quick", "trials")
+    assert budget.cost == math.inf and budget.max_trials == 30
+    assert protocol_budget(p, "full", "trials").max_trials == 75
+    assert protocol_budget(p, "full", "cost") == p.full_budget
+    with pytest.raises(ValueError, match="protocol must be"):
+        protocol_budget(p, "full", "time")
+    trace = run_one(p, get_tuner_spec("random"), 0, budget, "trials")
+    # Random search over 15 decades of cost spends far past the cost budget in 30 trials.
+    assert len(trace.trials) == 30 and trace.total_cost > p.quick_budget.cost and not trace.capped
+    again = RunTrace.from_dict(json.loads(json.dumps(trace.to_dict())))
+    assert again.protocol == "trials" and again.budget_cost == math.inf
 
 
 class _Crashing(Tuner):
@@ -488,18 +627,46 @@ def test_external_tuner_speaks_the_json_protocol(tmp_path: Path, monkeypatch: py
         tuner.close()
 
 
+def test_protein_driver_maps_knobs_as_a_puffer_sweep_section() -> None:
+    config = protein_driver.sweep_config([k.to_dict() for k in MultiFidelityHartmann().knobs])
+    assert config["goal"] == "maximize" and config["method"] == "Protein"
+    assert config["x0"] == {"distribution": "uniform", "min": 0.0, "max": 1.0, "mean": 0.5, "scale": "auto"}
+    assert config["fidelity"]["distribution"] == "log_normal" and config["fidelity"]["mean"] == 10
+    assert dict(protein_driver.unroll_nested_dict({"a": {"b": 1, "c": {"d": 2}}, "e": 3})) == {
+        "a/b": 1, "a/c/d": 2, "e": 3}
+    with pytest.raises(ValueError, match="categorical"):
+        protein_driver.sweep_config([k.to_dict() for k in ImageClassifierEpochs().knobs])
+
+
+def test_reference_driver_needs_a_checkout_named_by_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARBS_REFERENCE_SRC", str(tmp_path))
+    with pytest.raises(RuntimeError, match="CARBS_REFERENCE_SRC"):
+        reference_driver.reference_source()
+    (tmp_path / "carbs").mkdir()
+    (tmp_path / "carbs" / "carbs.py").write_text("")
+    assert reference_driver.reference_source() == str(tmp_path)
+    monkeypatch.setenv("CARBS_BENCH_REFERENCE_VENV", sys.prefix)
+    monkeypatch.setenv("CARBS_REFERENCE_SRC", str(tmp_path / "nowhere"))
+    assert "CARBS_REFERENCE_SRC" in (TUNERS["reference"].unavailable_reason() or "")
+    assert TUNERS["reference"].not_applicable_reason(ImageClassifierEpochs())
+    assert TUNERS["protein"].not_applicable_reason(WideScaling()) is None
+
+
 def test_missing_external_environment_is_skipped_with_a_note(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CARBS_BENCH_HEBO_VENV", str(tmp_path / "missing"))
     monkeypatch.setenv("CARBS_BENCH_SMAC_VENV", str(tmp_path / "missing"))
     args = compare.parse_args(["--quick", "--tuners", "random,hebo,smac"])
-    problems, runnable, notes = compare.select(args)
-    assert runnable == ["random"] and len(problems) == 5
+    problems, runnable, notes, cache_only = compare.select(args)
+    assert not cache_only
+    assert runnable == ["random"] and len(problems) == 9
     assert any("HEBO skipped" in n and "hebo_env.sh" in n for n in notes)
     assert any("SMAC3 EIPS skipped" in n and "smac_env.sh" in n for n in notes)
     # The default quick selection leaves out the slow tuners and says so.
-    _, _, notes = compare.select(compare.parse_args(["--quick"]))
+    _, _, notes, _ = compare.select(compare.parse_args(["--quick"]))
     assert any("left out of --quick" in n for n in notes)
 
 
@@ -519,3 +686,30 @@ def test_quick_compare_writes_a_table_and_plot(tmp_path: Path, capsys: pytest.Ca
     assert (tmp_path / "img" / "oom_failures.png").stat().st_size > 1000
     assert len(list((tmp_path / "raw").glob("*.json"))) == 2
     assert "Summary" in capsys.readouterr().out
+
+
+def test_trial_protocol_refresh_and_cache_only_tuners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tmp_path / "raw"
+    base = ["--quick", "--protocol", "trials", "--problems", "mf_hartmann", "--seeds", "1", "--no-plots",
+            "--out", str(tmp_path / "out"), "--cache", str(raw)]  # fmt: skip
+    assert compare.main([*base, "--tuners", "random,carbs"]) == 0
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "protocol `trials`" in report and "30 trials per run" in report
+    assert "gap to truth" in report and "max / max of first 15" in report
+    runs = {p.name: p.stat().st_mtime_ns for p in raw.glob("*.json")}
+    assert sorted(runs) == ["mf_hartmann__carbs__0.json", "mf_hartmann__random__0.json"]
+    # --refresh reruns only the named tuner; the other is read back from the cache.
+    assert compare.main([*base, "--tuners", "random,carbs", "--refresh", "carbs"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in raw.glob("*.json")}
+    assert after["mf_hartmann__random__0.json"] == runs["mf_hartmann__random__0.json"]
+    assert after["mf_hartmann__carbs__0.json"] > runs["mf_hartmann__carbs__0.json"]
+    # A peer whose environment is missing is still reported from its cached runs.
+    (raw / "mf_hartmann__protein__0.json").write_text(
+        (raw / "mf_hartmann__random__0.json").read_text().replace('"tuner": "random"', '"tuner": "protein"'))
+    monkeypatch.setenv("CARBS_BENCH_PROTEIN_VENV", str(tmp_path / "missing"))
+    assert compare.main([*base, "--tuners", "random,protein"]) == 0
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "Protein 3.0.0" in report and "reported from cached runs" in report
+    capsys.readouterr()

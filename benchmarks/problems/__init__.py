@@ -6,8 +6,13 @@ from collections.abc import Callable
 
 from benchmarks.problems.failures import OutOfMemoryTraining
 from benchmarks.problems.highdim import FineTuneHighDim
+from benchmarks.problems.multi_fidelity import (
+    MultiFidelityHartmann,
+    MultiFidelityHartmannDecorrelated,
+)
 from benchmarks.problems.scaling import ImageClassifierEpochs, LanguageModelScaling
 from benchmarks.problems.sklearn_mlp import DigitsMLP
+from benchmarks.problems.wide_scaling import WideScaling, WideScalingNoisy
 from benchmarks.spec import Problem
 
 PROBLEM_CLASSES: dict[str, Callable[[], Problem]] = {
@@ -16,6 +21,10 @@ PROBLEM_CLASSES: dict[str, Callable[[], Problem]] = {
     "finetune_24d": FineTuneHighDim,
     "oom_failures": OutOfMemoryTraining,
     "digits_mlp": DigitsMLP,
+    "wide_scaling": WideScaling,
+    "wide_scaling_noisy": WideScalingNoisy,
+    "mf_hartmann": MultiFidelityHartmann,
+    "mf_hartmann_decorrelated": MultiFidelityHartmannDecorrelated,
 }
 
 
@@ -33,6 +42,10 @@ __all__ = [
     "FineTuneHighDim",
     "ImageClassifierEpochs",
     "LanguageModelScaling",
+    "MultiFidelityHartmann",
+    "MultiFidelityHartmannDecorrelated",
     "OutOfMemoryTraining",
+    "WideScaling",
+    "WideScalingNoisy",
     "make_problem",
 ]

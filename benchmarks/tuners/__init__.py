@@ -5,7 +5,7 @@ from __future__ import annotations
 from benchmarks.spec import Budget, Problem
 from benchmarks.tuners.base import Tuner, TunerSpec, TunerUnavailable
 from benchmarks.tuners.carbs_tuner import CarbsTuner, carbs_unavailable
-from benchmarks.tuners.external import ExternalTuner, external_unavailable
+from benchmarks.tuners.external import ExternalTuner, external_unavailable, numeric_only
 from benchmarks.tuners.optuna_tuners import OptunaTuner, cmaes_not_applicable, optuna_unavailable
 from benchmarks.tuners.random_search import RandomSearch
 
@@ -39,6 +39,14 @@ def _smac(problem: Problem, seed: int, budget: Budget) -> Tuner:
     return ExternalTuner("smac", problem, seed, options={"max_trials": budget.max_trials})
 
 
+def _reference(problem: Problem, seed: int, budget: Budget) -> Tuner:
+    return ExternalTuner("reference", problem, seed)
+
+
+def _protein(problem: Problem, seed: int, budget: Budget) -> Tuner:
+    return ExternalTuner("protein", problem, seed)
+
+
 TUNERS: dict[str, TunerSpec] = {
     spec.name: spec
     for spec in (
@@ -51,6 +59,10 @@ TUNERS: dict[str, TunerSpec] = {
         ),
         TunerSpec("hebo", "HEBO", _hebo, lambda: external_unavailable("hebo")),
         TunerSpec("smac", "SMAC3 EIPS", _smac, lambda: external_unavailable("smac")),
+        TunerSpec(
+            "reference", "CARBS reference", _reference, lambda: external_unavailable("reference"), numeric_only
+        ),
+        TunerSpec("protein", "Protein 3.0.0", _protein, lambda: external_unavailable("protein"), numeric_only),
     )
 }
 

@@ -1,7 +1,9 @@
 """Tuners that run in their own virtual environment, spoken to over JSON lines.
 
 See :mod:`benchmarks.drivers.protocol` for the messages. The virtual
-environments are made by ``benchmarks/hebo_env.sh`` and ``benchmarks/smac_env.sh``.
+environments are made by ``benchmarks/hebo_env.sh``, ``benchmarks/smac_env.sh``,
+``benchmarks/reference_env.sh`` and ``benchmarks/protein_env.sh``; a venv
+elsewhere is named by ``CARBS_BENCH_<NAME>_VENV`` (e.g. ``CARBS_BENCH_PROTEIN_VENV``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ REPO_ROOT = BENCHMARKS_DIR.parent
 EXTERNAL_TUNERS: dict[str, tuple[Path, str, str]] = {
     "hebo": (BENCHMARKS_DIR / ".hebo-venv", "benchmarks.drivers.hebo_driver", "benchmarks/hebo_env.sh"),
     "smac": (BENCHMARKS_DIR / ".smac-venv", "benchmarks.drivers.smac_driver", "benchmarks/smac_env.sh"),
+    "reference": (
+        BENCHMARKS_DIR / ".reference-venv", "benchmarks.drivers.reference_driver", "benchmarks/reference_env.sh"
+    ),
+    "protein": (BENCHMARKS_DIR / ".protein-venv", "benchmarks.drivers.protein_driver", "benchmarks/protein_env.sh"),
 }
+# The reference CARBS is not installed into its venv: its source is a checkout named here.
+REFERENCE_SRC_VAR = "CARBS_REFERENCE_SRC"
 
 
 def _venv_python(name: str) -> Path:
@@ -40,7 +48,16 @@ def external_unavailable(name: str) -> str | None:
     python = _venv_python(name)
     if not python.exists():
         return f"its environment {python.parent.parent} is missing (run: bash {EXTERNAL_TUNERS[name][2]})"
+    if name == "reference":
+        src = os.environ.get(REFERENCE_SRC_VAR, "")
+        if not (Path(src) / "carbs" / "carbs.py").is_file():
+            return f"{REFERENCE_SRC_VAR}={src!r} is not a checkout of imbue-ai/carbs (see docs/benchmarks.md)"
     return None
+
+
+def numeric_only(problem: Problem) -> str | None:
+    """Why a tuner without categorical spaces does not apply to ``problem``, or None."""
+    return "it has no categorical spaces" if problem.has_choices else None
 
 
 class ExternalTuner(Tuner):
@@ -58,6 +75,7 @@ class ExternalTuner(Tuner):
         # One thread per process, like the in-process tuners.
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = "1"
+        env["WANDB_MODE"] = "disabled"  # the reference imports wandb; nothing may leave the machine
         self._proc = subprocess.Popen(
             [str(_venv_python(name)), "-m", EXTERNAL_TUNERS[name][1]],
             stdin=subprocess.PIPE,
