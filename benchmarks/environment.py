@@ -9,10 +9,15 @@ import platform
 import subprocess
 from pathlib import Path
 
-from benchmarks.tuners.external import EXTERNAL_TUNERS
+from benchmarks.tuners.external import EXTERNAL_TUNERS, REFERENCE_SRC_VAR, REPO_ROOT, venv_python
 
 PACKAGES = ("carbs", "numpy", "scipy", "scikit-learn", "optuna", "cmaes", "torch")
-EXTERNAL_PACKAGES = {"hebo": ("hebo", "numpy", "torch"), "smac": ("smac", "ConfigSpace")}
+EXTERNAL_PACKAGES = {
+    "hebo": ("hebo", "numpy", "torch"),
+    "smac": ("smac", "ConfigSpace"),
+    "reference": ("torch", "pyro-ppl", "numpy"),
+    "protein": ("torch", "pyro-ppl", "numpy"),
+}
 
 
 def _version(package: str) -> str | None:
@@ -34,6 +39,20 @@ def _external_versions(python: Path, packages: tuple[str, ...]) -> str | None:
     return done.stdout.strip() or None
 
 
+def git_commit(root: Path = REPO_ROOT) -> str | None:
+    """The commit checked out at ``root`` (with ``+changes`` if the tree differs from it), or None."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + (" +changes" if dirty.stdout.strip() else "")
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, or the platform's description."""
     try:
@@ -53,10 +72,15 @@ def environment_lines() -> list[str]:
         f"- machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; {versions}",
     ]
-    for name, (venv, _, _) in EXTERNAL_TUNERS.items():
-        python = venv / "bin" / "python"
+    commit = git_commit()
+    if commit:
+        lines.append(f"- this repository (the CARBS measured) at commit {commit}")
+    for name in EXTERNAL_TUNERS:
+        python = venv_python(name)
         if python.exists():
             found = _external_versions(python, EXTERNAL_PACKAGES[name])
             if found:
-                lines.append(f"- {name} environment: {found}")
+                extra = f"; source {os.environ[REFERENCE_SRC_VAR]}" if (
+                    name == "reference" and os.environ.get(REFERENCE_SRC_VAR)) else ""
+                lines.append(f"- {name} environment: {found}{extra}")
     return lines

@@ -38,14 +38,15 @@ EXTERNAL_TUNERS: dict[str, tuple[Path, str, str]] = {
 REFERENCE_SRC_VAR = "CARBS_REFERENCE_SRC"
 
 
-def _venv_python(name: str) -> Path:
+def venv_python(name: str) -> Path:
+    """The interpreter of an out-of-process tuner's venv (``CARBS_BENCH_<NAME>_VENV`` overrides its place)."""
     venv = Path(os.environ.get(f"CARBS_BENCH_{name.upper()}_VENV", EXTERNAL_TUNERS[name][0]))
     return venv / "bin" / "python"
 
 
 def external_unavailable(name: str) -> str | None:
     """Why an out-of-process tuner cannot run here, or None."""
-    python = _venv_python(name)
+    python = venv_python(name)
     if not python.exists():
         return f"its environment {python.parent.parent} is missing (run: bash {EXTERNAL_TUNERS[name][2]})"
     if name == "reference":
@@ -77,7 +78,7 @@ class ExternalTuner(Tuner):
             env[var] = "1"
         env["WANDB_MODE"] = "disabled"  # the reference imports wandb; nothing may leave the machine
         self._proc = subprocess.Popen(
-            [str(_venv_python(name)), "-m", EXTERNAL_TUNERS[name][1]],
+            [str(venv_python(name)), "-m", EXTERNAL_TUNERS[name][1]],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL if not logger.isEnabledFor(logging.DEBUG) else None,
