@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from carbs.analysis.analyze import ScalingAnalysis
-from carbs.analysis.extrapolation import Extrapolation
-from carbs.analysis.jsonutil import jsonable
 from carbs.analysis.plots import (
     figure_bytes,
     numeric_params,
@@ -31,6 +29,7 @@ from carbs.analysis.plots import (
     plot_scaling_laws,
 )
 from carbs.analysis.scaling import POWER
+from carbs.analysis.summary import summarize
 
 logger = logging.getLogger(__name__)
 
@@ -77,23 +76,32 @@ SECTIONS = (
 )
 
 
-def _fmt(value: Any) -> str:
-    """Numbers in 4 significant digits, anything else as text (escaped)."""
-    if isinstance(value, bool) or value is None:
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    """Numbers in 4 significant digits (or ``spec``), ``—`` for missing, text escaped.
+
+    The summary is strict JSON, where a non-finite number is ``None``.
+    """
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
         return html.escape(str(value))
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "—" if not math.isfinite(value) else f"{value:.4g}"
+        return "—" if not math.isfinite(value) else format(value, spec)
     return html.escape(str(value))
 
 
-def _interval(iv: Sequence[float] | None, signed: bool = False) -> str:
+def _signed(value: Any, spec: str) -> str:
+    return _fmt(value, "+" + spec)
+
+
+def _interval(iv: Sequence[float | None] | None, signed: bool = False) -> str:
     if iv is None:
         return "—"
     if signed:
-        return f"[{iv[0]:+.3f}, {iv[1]:+.3f}]"
-    return f"[{_fmt(float(iv[0]))}, {_fmt(float(iv[1]))}]"
+        return f"[{_signed(iv[0], '.3f')}, {_signed(iv[1], '.3f')}]"
+    return f"[{_fmt(iv[0])}, {_fmt(iv[1])}]"
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], name_cols: int = 1) -> str:
@@ -138,48 +146,47 @@ def _version() -> str:
         return "unknown"
 
 
-def _summary(analysis: ScalingAnalysis, study_name: str | None) -> str:
-    n = len(analysis.observations)
-    n_fail = len(analysis.failures)
-    lo, hi = analysis.observed_cost_range
-    best = analysis.best()
+def _summary(data: dict[str, Any], study_name: str | None) -> str:
+    lo, hi = data["observed_cost_range"]
+    best = data["best"]
     cards = [
         _card("study", html.escape(study_name) if study_name else "—"),
-        _card("goal", "minimise" if analysis.better_direction_sign < 0 else "maximise"),
-        _card("finished trials", str(n)),
-        _card("failed", str(n_fail)),
-        _card("total cost", _fmt(analysis.total_cost)),
+        _card("goal", "minimise" if data["better_direction_sign"] < 0 else "maximise"),
+        _card("finished trials", str(data["n_trials"])),
+        _card("failed", str(data["n_failures"])),
+        _card("total cost", _fmt(data["total_cost"])),
         _card("observed cost range", f"{_fmt(lo)} &ndash; {_fmt(hi)}"),
-        _card("Pareto points", str(len(analysis.pareto_points))),
-        _card("best output", _fmt(float(best.output)) if best else "—"),
+        _card("Pareto points", str(len(data["pareto_set"]))),
+        _card("best output", _fmt(best["output"]) if best else "—"),
     ]
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
-def _best(analysis: ScalingAnalysis) -> str:
-    best = analysis.best()
+def _best(data: dict[str, Any]) -> str:
+    best = data["best"]
     if best is None:
         return '<p class="note">No successful trial yet.</p>'
-    index = next(i for i, o in enumerate(analysis.observations) if o is best)
-    rows = [[html.escape(p.name), _fmt(best.input.get(p.name))] for p in analysis.params]
+    rows = [
+        [html.escape(p["name"]), _fmt(best["input"].get(p["name"]))] for p in data["params"]
+    ]
     return (
-        f"<p>Trial {analysis.trial_number(index)} (of {len(analysis.observations)} finished): "
-        f"output <b>{_fmt(float(best.output))}</b>"
-        f" at cost {_fmt(float(best.cost))}.</p>" + _table(["parameter", "value"], rows)
+        f"<p>Trial {best['trial']} (of {data['n_trials']} finished): "
+        f"output <b>{_fmt(best['output'])}</b>"
+        f" at cost {_fmt(best['cost'])}.</p>" + _table(["parameter", "value"], rows)
     )
 
 
-def _pareto(analysis: ScalingAnalysis) -> str:
-    if not analysis.pareto_points:
+def _pareto(data: dict[str, Any]) -> str:
+    if not data["pareto_set"]:
         return '<p class="note">The Pareto set is empty (no successful trial).</p>'
-    names = [p.name for p in analysis.params]
+    names = [p["name"] for p in data["params"]]
     headers = ["#", "cost", "output", "samples", "fit weight", *map(html.escape, names)]
     rows = [
-        [str(i + 1), _fmt(p.cost), _fmt(p.output), str(p.sample_count), _fmt(float(w))]
-        + [_fmt(p.input.get(n)) for n in names]
-        for i, (p, w) in enumerate(zip(analysis.pareto_points, analysis.pareto_weights))
+        [str(i + 1), _fmt(p["cost"]), _fmt(p["output"]), str(p["sample_count"]), _fmt(p["weight"])]
+        + [_fmt(p["input"].get(n)) for n in names]
+        for i, p in enumerate(data["pareto_set"])
     ]
-    s = analysis.settings
+    s = data["settings"]
     note = (
         f'<p class="note">Cheapest first. Points at or below the '
         f'{_fmt(s.get("low_cost_quantile"))} quantile of observed costs are fitted with weight '
@@ -190,6 +197,7 @@ def _pareto(analysis: ScalingAnalysis) -> str:
 
 
 def _plots(analysis: ScalingAnalysis, target_cost: float | None, image_format: str) -> str:
+    # The figures draw every trial, which the summary leaves out: they take the analysis.
     if not analysis.observations:
         return '<p class="note">No finished trials to plot.</p>'
     parts = [
@@ -224,25 +232,25 @@ def _plots(analysis: ScalingAnalysis, target_cost: float | None, image_format: s
     return "".join(out)
 
 
-def _scaling(analysis: ScalingAnalysis) -> str:
-    conf = f"{analysis.confidence:.0%}"
+def _scaling(data: dict[str, Any]) -> str:
+    conf = f"{data['confidence']:.0%}"
     parts = []
-    if analysis.laws:
+    if data["laws"]:
         rows = []
-        for law in analysis.laws.values():
-            kind = "power law" if law.form == POWER else law.form
+        for law in data["laws"].values():
+            kind = "power law" if law["form"] == POWER else law["form"]
             rows.append(
                 [
-                    html.escape(law.param),
+                    html.escape(law["param"]),
                     kind,
-                    f"<code>{html.escape(law.formula())}</code>",
-                    f"{law.exponent:+.4f}",
-                    _interval(law.exponent_interval, signed=True),
-                    f"{law.exponent_stderr:.3g}",
-                    _fmt(law.coefficient),
-                    _interval(law.coefficient_interval),
-                    f"{law.r_squared:.3f}",
-                    str(law.n_points),
+                    f"<code>{html.escape(law['formula'])}</code>",
+                    _signed(law["exponent"], ".4f"),
+                    _interval(law["exponent_interval"], signed=True),
+                    _fmt(law["exponent_stderr"], ".3g"),
+                    _fmt(law["coefficient"]),
+                    _interval(law["coefficient_interval"]),
+                    _fmt(law["r_squared"], ".3f"),
+                    str(law["n_points"]),
                 ]
             )
         parts.append(
@@ -255,69 +263,71 @@ def _scaling(analysis: ScalingAnalysis) -> str:
         )
     else:
         parts.append('<p class="note">No parameter has a scaling law.</p>')
-    if analysis.skipped:
+    if data["skipped"]:
         items = "".join(
-            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in analysis.skipped.items()
+            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in data["skipped"].items()
         )
         parts.append(f'<p class="note">Without a law:</p><ul class="note">{items}</ul>')
-    front = analysis.front
+    front = data["front"]
     parts.append("<h3>Pareto front</h3>")
     if front is not None:
         rows = [
-            ["E (irreducible)", _fmt(front.irreducible), _interval(front.irreducible_interval)],
-            ["A", _fmt(front.amplitude), _interval(front.amplitude_interval)],
-            ["alpha", f"{front.alpha:.4f}", _interval(front.alpha_interval)],
+            ["E (irreducible)", _fmt(front["irreducible"]), _interval(front["irreducible_interval"])],
+            ["A", _fmt(front["amplitude"]), _interval(front["amplitude_interval"])],
+            ["alpha", _fmt(front["alpha"], ".4f"), _interval(front["alpha_interval"])],
         ]
-        parts.append(f"<p><code>{html.escape(front.formula())}</code>, R² = {front.r_squared:.3f}, "
-                     f"{front.n_points} points.</p>")
+        parts.append(f"<p><code>{html.escape(front['formula'])}</code>, "
+                     f"R² = {_fmt(front['r_squared'], '.3f')}, {front['n_points']} points.</p>")
         parts.append(_table(["term", "estimate", f"{conf} interval"], rows))
-        if front.is_alpha_at_bound:
+        if front["is_alpha_at_bound"]:
             parts.append('<div class="warn">alpha hit the end of its search range: the front '
                          "does not look like a saturating power law; do not trust it far from "
                          "the data.</div>")
     else:
-        parts.append(f'<p class="note">Not fitted: {html.escape(analysis.front_skipped or "")}</p>')
+        parts.append(f'<p class="note">Not fitted: {html.escape(data["front_skipped"] or "")}</p>')
     parts.append(
         '<p class="note">Laws are weighted least-squares lines against log10(cost) over the '
         "Pareto set: log-log (power laws) for log-scale parameters, the parameter itself for "
         "linear ones and its log-odds for logit ones. Intervals are percentiles of a "
-        f"bootstrap over Pareto points ({_fmt(analysis.settings.get('n_bootstrap'))} "
+        f"bootstrap over Pareto points ({_fmt(data['settings'].get('n_bootstrap'))} "
         "replicates).</p>"
     )
     return "".join(parts)
 
 
-def _extrapolation(ext: Extrapolation | None, reason: str | None) -> str:
+def _extrapolation(data: dict[str, Any]) -> str:
+    ext = data["extrapolation"]
     if ext is None:
-        return f'<p class="note">No extrapolation: {html.escape(reason or "")}</p>'
+        return f'<p class="note">No extrapolation: {html.escape(data["extrapolation_skipped"] or "")}</p>'
+    lo, hi = ext["observed_cost_range"]
     parts = [
-        f"<p>Target cost <b>{_fmt(ext.target_cost)}</b> "
-        f"({ext.cost_ratio:.3g}&times; the most expensive trial; observed range "
-        f"{_fmt(ext.observed_cost_range[0])} &ndash; {_fmt(ext.observed_cost_range[1])}).</p>"
+        f"<p>Target cost <b>{_fmt(ext['target_cost'])}</b> "
+        f"({_fmt(ext['cost_ratio'], '.3g')}&times; the most expensive trial; observed range "
+        f"{_fmt(lo)} &ndash; {_fmt(hi)}).</p>"
     ]
-    for w in ext.warnings:
+    for w in ext["warnings"]:
         parts.append(f'<div class="warn">{html.escape(w)}</div>')
     rows = []
-    for name, value in ext.suggestion.items():
-        pred = ext.parameters.get(name)
+    for name, value in ext["suggestion"].items():
+        pred = ext["parameters"].get(name)
         if pred is None:
             rows.append([html.escape(name), "—", "—", _fmt(value), "from the costliest Pareto point"])
         else:
             rows.append(
                 [
                     html.escape(name),
-                    _fmt(pred.value),
-                    _interval(pred.interval)
-                    + (" (clipped to bounds)" if pred.is_interval_clipped else ""),
-                    _fmt(pred.suggested),
-                    "clipped to bounds" if pred.is_clipped else "scaling law",
+                    _fmt(pred["value"]),
+                    _interval(pred["interval"])
+                    + (" (clipped to bounds)" if pred["raw_interval"] is not None else ""),
+                    _fmt(pred["suggested"]),
+                    "clipped to bounds" if pred["is_clipped"] else "scaling law",
                 ]
             )
     parts.append(_table(["parameter", "predicted", "interval", "suggested", "source"], rows))
-    if ext.output is not None:
+    if ext["output"] is not None:
         parts.append(
-            f"<p>Predicted best output: <b>{_fmt(ext.output)}</b> "
-            f"{_interval(ext.output_interval)}.</p>"
+            f"<p>Predicted best output: <b>{_fmt(ext['output'])}</b> "
+            f"{_interval(ext['output_interval'])}.</p>"
         )
     return "".join(parts)
 
@@ -340,27 +350,17 @@ def render_report(
     """
     if image_format not in ("png", "svg"):
         raise ValueError(f"image_format must be 'png' or 'svg', got {image_format!r}")
-    ext: Extrapolation | None = None
-    reason: str | None = None
-    if analysis.successes:
-        if target_cost is None:
-            target_cost = 10.0 * analysis.observed_cost_range[1]
-        ext = analysis.extrapolate(target_cost)
-    else:
-        reason = "no successful trials"
-        target_cost = None
-    payload = analysis.to_dict()
-    payload["extrapolation"] = None if ext is None else ext.to_dict()
-    data = json.dumps(jsonable(payload), allow_nan=False).replace("</", "<\\/")
+    data = summarize(analysis, target_cost)
+    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{sid}">{label}</a>' for sid, label in SECTIONS)
     body = {
-        "summary": _summary(analysis, study_name),
-        "best": _best(analysis),
-        "pareto": _pareto(analysis),
-        "plots": _plots(analysis, target_cost, image_format),
-        "scaling": _scaling(analysis),
-        "extrapolation": _extrapolation(ext, reason),
+        "summary": _summary(data, study_name),
+        "best": _best(data),
+        "pareto": _pareto(data),
+        "plots": _plots(analysis, data["target_cost"], image_format),
+        "scaling": _scaling(data),
+        "extrapolation": _extrapolation(data),
     }
     sections = "".join(
         f'<section id="{sid}"><h2>{label}</h2>{body[sid]}</section>' for sid, label in SECTIONS
@@ -371,7 +371,7 @@ def render_report(
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>Generated {generated} by carbs "
         f"{html.escape(_version())}</p></header><nav>{nav}</nav><main>{sections}</main>"
-        f'<script type="application/json" id="carbs-analysis">{data}</script>'
+        f'<script type="application/json" id="carbs-analysis">{payload}</script>'
         "</body></html>\n"
     )
 

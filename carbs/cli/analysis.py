@@ -91,63 +91,69 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _law_rows(analysis: Any) -> list[str]:
+def _num(value: Any, spec: str = ".4g") -> str:
+    """A number of the summary (``None`` stands for a non-finite one)."""
+    return "nan" if value is None else format(value, spec)
+
+
+def _law_rows(data: dict[str, Any]) -> list[str]:
     lines = [f"{'parameter':<20} {'exponent':>9}  {'interval':<20} {'R2':>6} {'pts':>4}  law"]
-    for law in analysis.laws.values():
-        lo, hi = law.exponent_interval
+    for law in data["laws"].values():
+        lo, hi = law["exponent_interval"]
         lines.append(
-            f"{law.param:<20} {law.exponent:>+9.4f}  [{lo:+.3f}, {hi:+.3f}]{'':<3} "
-            f"{law.r_squared:>6.3f} {law.n_points:>4}  {law.formula()}"
+            f"{law['param']:<20} {_num(law['exponent'], '+.4f'):>9}  "
+            f"[{_num(lo, '+.3f')}, {_num(hi, '+.3f')}]{'':<3} "
+            f"{_num(law['r_squared'], '.3f'):>6} {law['n_points']:>4}  {law['formula']}"
         )
-    for name, reason in analysis.skipped.items():
+    for name, reason in data["skipped"].items():
         lines.append(f"{name:<20} {'—':>9}  {reason}")
     return lines
 
 
 def _cmd_scaling(args: argparse.Namespace) -> int:
+    from carbs.analysis.summary import summarize
+
     try:
         study, analysis = _load(args)
         if not analysis.successes:
             return _fail("the study has no successful trials")
-        target = args.target_cost
-        if target is None:
-            target = 10.0 * analysis.observed_cost_range[1]
-        ext = analysis.extrapolate(target)
+        data = summarize(analysis, args.target_cost)
     except ValueError as e:
         return _fail(str(e))
     if args.json:
-        payload = analysis.to_dict()
-        payload["extrapolation"] = ext.to_dict()
-        from carbs.analysis.jsonutil import jsonable
-
-        print(json.dumps(jsonable(payload), indent=2))
+        data.pop("curves")  # sampled for plotting; the laws above describe them exactly
+        print(json.dumps(data, indent=2))
         return 0
-    conf = f"{analysis.confidence:.0%}"
-    lo, hi = analysis.observed_cost_range
-    print(f"study {_study_name(study, args)}: {len(analysis.observations)} finished trials, "
-          f"{len(analysis.pareto_points)} Pareto points, cost {lo:.4g} to {hi:.4g}")
+    conf = f"{data['confidence']:.0%}"
+    lo, hi = data["observed_cost_range"]
+    print(f"study {_study_name(study, args)}: {data['n_trials']} finished trials, "
+          f"{len(data['pareto_set'])} Pareto points, cost {_num(lo)} to {_num(hi)}")
     print(f"\nscaling laws over the Pareto set ({conf} bootstrap intervals):")
-    print("\n".join(_law_rows(analysis)))
-    if analysis.front is not None:
-        f = analysis.front
-        print(f"\nPareto front: {f.formula()}  alpha {conf} [{f.alpha_interval[0]:.3f}, "
-              f"{f.alpha_interval[1]:.3f}], R2 {f.r_squared:.3f}")
+    print("\n".join(_law_rows(data)))
+    f = data["front"]
+    if f is not None:
+        a_lo, a_hi = f["alpha_interval"]
+        print(f"\nPareto front: {f['formula']}  alpha {conf} [{_num(a_lo, '.3f')}, "
+              f"{_num(a_hi, '.3f')}], R2 {_num(f['r_squared'], '.3f')}")
     else:
-        print(f"\nPareto front not fitted: {analysis.front_skipped}")
-    print(f"\nat target cost {ext.target_cost:.4g} ({ext.cost_ratio:.3g}x the costliest trial):")
-    for w in ext.warnings:
+        print(f"\nPareto front not fitted: {data['front_skipped']}")
+    ext = data["extrapolation"]
+    print(f"\nat target cost {_num(ext['target_cost'])} ({_num(ext['cost_ratio'], '.3g')}x the "
+          "costliest trial):")
+    for w in ext["warnings"]:
         print(f"  WARNING: {w}")
-    for name, value in ext.suggestion.items():
-        pred = ext.parameters.get(name)
+    for name, value in ext["suggestion"].items():
+        pred = ext["parameters"].get(name)
         if pred is None:
             print(f"  {name:<20} {_value(value):>12}  (from the costliest Pareto point)")
         else:
-            clipped = " (clipped to bounds)" if pred.is_interval_clipped else ""
-            print(f"  {name:<20} {_value(pred.suggested):>12}  [{pred.interval[0]:.4g}, "
-                  f"{pred.interval[1]:.4g}]{clipped}")
-    if ext.output is not None and ext.output_interval is not None:
-        print(f"  predicted best output {ext.output:.4g} [{ext.output_interval[0]:.4g}, "
-              f"{ext.output_interval[1]:.4g}]")
+            p_lo, p_hi = pred["interval"]
+            clipped = " (clipped to bounds)" if pred["raw_interval"] is not None else ""
+            print(f"  {name:<20} {_value(pred['suggested']):>12}  [{_num(p_lo)}, {_num(p_hi)}]"
+                  f"{clipped}")
+    if ext["output"] is not None and ext["output_interval"] is not None:
+        o_lo, o_hi = ext["output_interval"]
+        print(f"  predicted best output {_num(ext['output'])} [{_num(o_lo)}, {_num(o_hi)}]")
     return 0
 
 
