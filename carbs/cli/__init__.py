@@ -22,7 +22,12 @@ from carbs.cli.common import (
     CliError,
 )
 
-_COMMAND_MODULES: tuple[str, ...] = ("carbs.cli.run", "carbs.cli.inspect", "carbs.cli.analysis")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "carbs.cli.run",
+    "carbs.cli.inspect",
+    "carbs.cli.analysis",
+    "carbs.cli.dashboard",
+)
 
 logger = logging.getLogger(__name__)
 

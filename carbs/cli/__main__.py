@@ -4,4 +4,6 @@ import sys
 
 from carbs.cli import main
 
-sys.exit(main())
+# Guarded: worker processes started with "spawn" (the dashboard's analysis) import this module.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, inspect, select, update
+from sqlalchemy import Engine, func, insert, inspect, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -467,6 +467,26 @@ class Storage:
         stmt = select(TrialRow).where(TrialRow.study_id == study_id)
         if states is not None:
             stmt = stmt.where(TrialRow.state.in_([TrialState(s).value for s in states]))
+        return self._read(
+            lambda session: [
+                _trial_record(r) for r in session.scalars(stmt.order_by(TrialRow.number))
+            ]
+        )
+
+    def trials_since(
+        self, study_id: int, after_number: int, numbers: Sequence[int] = ()
+    ) -> list[TrialRecord]:
+        """Trials numbered above ``after_number``, plus those in ``numbers``, by number.
+
+        Trials only ever change while RUNNING (and a stale one once more with
+        its late result), so a reader that keeps the highest number it has
+        seen and re-reads its unfinished trials sees every change without
+        reading the whole study again.
+        """
+        cond = TrialRow.number > after_number
+        if numbers:
+            cond = or_(cond, TrialRow.number.in_(list(numbers)))
+        stmt = select(TrialRow).where(TrialRow.study_id == study_id, cond)
         return self._read(
             lambda session: [
                 _trial_record(r) for r in session.scalars(stmt.order_by(TrialRow.number))
