@@ -20,15 +20,15 @@ pytest.importorskip("starlette")
 pytest.importorskip("plotly")
 
 with warnings.catch_warnings():  # Starlette 1.x prefers httpx2; httpx works the same here
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-import carbs  # noqa: E402
-from benchmarks.dashboard import demo_params, fill_study  # noqa: E402
-from carbs.dashboard.app import create_app  # noqa: E402
-from carbs.dashboard.data import Feeds  # noqa: E402
-from carbs.dashboard.server import access_token, is_loopback, open_readonly  # noqa: E402
-from carbs.storage import Storage, StorageError  # noqa: E402
+import carbs
+from benchmarks.dashboard import demo_params, fill_study
+from carbs.dashboard.app import create_app
+from carbs.dashboard.data import Feeds
+from carbs.dashboard.server import access_token, is_loopback, open_readonly
+from carbs.storage import Storage, StorageError
 
 
 @pytest.fixture()
