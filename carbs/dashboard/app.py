@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import hmac
 import html
+import importlib.util
 import json
 import math
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,11 +41,11 @@ POLL_SECONDS = 1.5
 
 
 def plotly_js_path() -> Path:
-    """The plotly.js bundle inside the installed ``plotly`` package."""
-    try:
-        path = Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
-    except ModuleNotFoundError:
-        raise RuntimeError("the dashboard needs plotly: pip install 'carbs[dashboard]'") from None
+    """The plotly.js bundle inside the installed ``plotly`` package (which is never imported)."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the dashboard needs plotly: pip install 'carbs[dashboard]'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
     if not path.is_file():
         raise RuntimeError(f"the plotly package has no bundled plotly.js at {path}")
     return path

@@ -195,7 +195,7 @@ class StudyFeed:
 
     # -- analysis --------------------------------------------------------------
     def _observations(self) -> list[Any]:
-        from carbs.study import _as_observation  # the study's own rule for what the model sees
+        from carbs.study.core import _as_observation  # the study's own rule: what the model sees
 
         with self._lock:
             trials = [self._trials[n] for n in sorted(self._trials)]
