@@ -88,7 +88,7 @@ def _finished(storage_url: str, name: str = "live") -> dict[int, str]:
 
 PARETO_NUMBERS = """() => { const d = document.getElementById('pareto');
   if (!d || !d.data) return null;
-  const pts = d.data.filter(t => t.name === 'trials' || t.name.startsWith('failed'));
+  const pts = d.data.filter(t => t.name === 'trials' || /^(failed|stopped)/.test(t.name));
   return pts.flatMap(t => Array.from(t.customdata)); }"""
 
 
@@ -113,6 +113,8 @@ def test_pages_load_offline_without_errors(server: str, storage_url: str, watche
     for name in ("lr", "width", "dropout"):
         assert page.evaluate(f"document.getElementById('param-{name}').data.length") >= 2
     assert page.evaluate("document.getElementById('failures').data[0].y.length") == 4
+    # No trial reported intermediate values: the curves panel stays hidden.
+    assert page.locator("#curves-section").is_hidden()
     page.goto(server + "studies/live/trials/7")
     page.wait_for_selector("#trial-state")
     assert page.locator("#trial-state").inner_text() == finished[7] or finished[7] in \

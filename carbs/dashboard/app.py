@@ -224,9 +224,24 @@ def create_app(
         data["error"] = feed.rows.get(trial.number, {}).get("error")
         data["heartbeat_at"] = trial.heartbeat_at.isoformat() if trial.heartbeat_at else None
         data["suggestion_kind"] = trial.suggestion_kind
+        _version, curve = feed.curves(0)
+        data["curve"] = curve.get(trial.number, [])
         data["metric"] = feed.record.metric
         data["direction"] = feed.record.direction
         return _json(data)
+
+    def api_curves(request: Request) -> Response:
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return _error(f"since must be an integer, got {request.query_params['since']!r}", 400)
+        try:
+            feed = feeds.get(request.path_params["name"])
+        except StudyNotFoundError as e:
+            return _error(str(e), 404)
+        version, curves = feed.curves(since)
+        return _json({"available": feed.has_curves(), "version": version,
+                      "curves": {str(n): points for n, points in curves.items()}})
 
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_js, media_type="text/javascript",
@@ -251,6 +266,7 @@ def create_app(
         Route("/api/studies/{name:path}/trials", api_trials),
         Route("/api/studies/{name:path}/analysis", api_analysis),
         Route("/api/studies/{name:path}/extrapolate", api_extrapolate),
+        Route("/api/studies/{name:path}/curves", api_curves),
     ]
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -107,6 +107,12 @@ class StudyFeed:
         self.version = 0
         self.rows_read = 0  # trial rows read from the database, for the tests and benchmark
         self._trials: dict[int, TrialRecord] = {}
+        self._curves: dict[int, list[dict[str, Any]]] = {}
+        self._curve_steps: dict[int, int] = {}
+        self._curve_changed: dict[int, int] = {}
+        self._curve_version = 0
+        self._last_curve_read = -math.inf
+        self.curve_points_read = 0
         self._open: set[int] = set()
         self._max_number = -1
         self._last_read = -math.inf
@@ -192,6 +198,40 @@ class StudyFeed:
             {"name": p.name, "kind": param_kind(p)}
             for p in (Param.from_dict(d) for d in self.record.params)
         ]
+
+    # -- intermediate values ---------------------------------------------------
+    def has_curves(self) -> bool:
+        """The storage keeps intermediate values (learning curves)."""
+        return hasattr(self.storage, "intermediate_values")
+
+    def curves(self, since: int) -> tuple[int, dict[int, list[dict[str, Any]]]]:
+        """The curves that grew after curve version ``since``: trial number -> points.
+
+        Asks the database for the last step of every curve (one small
+        aggregate), then reads only the curves whose last step moved.
+        """
+        if not self.has_curves():
+            return 0, {}
+        storage: Any = self.storage
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_curve_read >= REFRESH_INTERVAL:
+                self._last_curve_read = now
+                steps = storage.last_steps(self.record.id)
+                grown = [n for n, s in steps.items() if self._curve_steps.get(n) != s]
+                if grown:
+                    fresh = storage.intermediate_values(self.record.id, grown)
+                    self.curve_points_read += sum(len(v) for v in fresh.values())
+                    self._curve_version += 1
+                    for number, points in fresh.items():
+                        self._curves[number] = [
+                            {"step": p.step, "value": _finite(p.value), "cost": _finite(p.cost)}
+                            for p in points
+                        ]
+                        self._curve_steps[number] = steps[number]
+                        self._curve_changed[number] = self._curve_version
+            changed = {n: self._curves[n] for n, v in self._curve_changed.items() if v > since}
+            return self._curve_version, changed
 
     # -- analysis --------------------------------------------------------------
     def _observations(self) -> list[Any]:

@@ -142,6 +142,7 @@
     const S = {
       trials: new Map(), version: 0, params: [], kinds: {}, direction: -1,
       analysisVersion: 0, summary: null, targetCost: null, typedCost: false,
+      curves: new Map(), curveVersion: 0, curvesAvailable: true,
       sortKey: "number", sortDir: -1, page: 0, filter: "", stateFilter: "", dirty: true, lastDraw: 0,
     };
     window.carbsDashboard = S; // for the browser tests and the curious
@@ -164,7 +165,11 @@
         el("div", { id: "extrapolation" })),
       el("section", {}, el("h2", {}, "Failures by region"), el("div", { id: "failures", class: "plot" }),
         el("p", { class: "note" }, "Share of finished trials that failed, each parameter's observed range cut into bins (log-spaced for log parameters). Hover for the counts.")),
-      el("section", { id: "curves-section", class: "hidden" }, el("h2", {}, "Intermediate curves"), el("div", { id: "curves", class: "plot" })),
+      el("section", { id: "curves-section", class: "hidden" }, el("h2", {}, "Intermediate curves"),
+        el("div", { class: "controls" }, el("label", { for: "curve-x" }, "against"),
+          el("select", { id: "curve-x", onchange: () => drawCurves() }, el("option", { value: "step" }, "step"), el("option", { value: "cost" }, "cost so far"))),
+        el("div", { id: "curves", class: "plot" }),
+        el("p", { class: "note", id: "curves-note" })),
       el("section", {}, el("h2", {}, "Trials"),
         el("div", { class: "controls" },
           el("input", { id: "filter", type: "search", placeholder: "filter: state, worker, error, lr=…", size: "34",
@@ -236,7 +241,9 @@
 
     function drawPareto() {
       const done = completed();
-      const failed = finished().filter((t) => t.state !== "COMPLETE" || t.output === null);
+      const failed = finished().filter((t) => t.state === "FAILED" || (t.state !== "COMPLETE" && t.output === null));
+      // Trials stopped early (PRUNED) report their last value at the cost they spent.
+      const stopped = finished().filter((t) => t.state !== "COMPLETE" && t.state !== "FAILED" && t.output !== null);
       const front = paretoFront(done);
       const traces = [
         { type: scatterType(done.length), mode: "markers", name: "trials", x: done.map((t) => t.cost), y: done.map((t) => t.output),
@@ -256,6 +263,13 @@
           hovertemplate: "%{text}<br>cost %{x:.4g}<extra></extra>",
           marker: { symbol: "x", size: 7, color: COLORS.fail } },
       ];
+      if (stopped.length) {
+        traces.push({ type: scatterType(stopped.length), mode: "markers", name: `stopped early (${stopped.length})`,
+          x: stopped.map((t) => t.cost), y: stopped.map((t) => t.output), customdata: stopped.map((t) => t.number),
+          text: stopped.map((t) => `trial ${t.number} ${t.state.toLowerCase()}<br>${paramText(t.params)}`),
+          hovertemplate: "%{text}<br>cost %{x:.4g}<br>last value %{y:.4g}<extra></extra>",
+          marker: { symbol: "triangle-down", size: 7, color: "rgba(120,120,120,0.6)" } });
+      }
       const c = S.summary && S.summary.curves;
       if (c && c.front) traces.push(...bandTraces(c.cost, c.front, S.summary.front.formula, COLORS.fit));
       const layout = {
@@ -356,7 +370,7 @@
           const choices = [...new Set(vals.map(String))].sort().slice(0, nb);
           choices.forEach((ch, i) => {
             const here = rows.filter((t) => String(t.params[p.name]) === ch);
-            const nf = here.filter((t) => t.state !== "COMPLETE").length;
+            const nf = here.filter((t) => t.state === "FAILED").length;
             zr[i] = here.length ? nf / here.length : null;
             tr[i] = `${p.name} = ${ch}<br>${nf} of ${here.length} failed`;
           });
@@ -373,7 +387,7 @@
               if (typeof v !== "number" || (kind === "log" && v <= 0)) continue;
               const b = Math.min(nb - 1, Math.floor((tf(v) - lo) / width));
               tot[b] += 1;
-              if (t.state !== "COMPLETE") bad[b] += 1;
+              if (t.state === "FAILED") bad[b] += 1;
             }
             for (let b = 0; b < nb; b++) {
               zr[b] = tot[b] ? bad[b] / tot[b] : null;
@@ -495,13 +509,51 @@
       }
     }
 
+    const CURVES_SHOWN = 150;
+    function drawCurves() {
+      if (!S.curves.size) return;
+      document.getElementById("curves-section").classList.remove("hidden");
+      const xKey = document.getElementById("curve-x").value;
+      const numbers = [...S.curves.keys()].sort((a, b) => a - b);
+      const running = numbers.filter((n) => (S.trials.get(n) || {}).state === "RUNNING");
+      const shown = [...new Set(numbers.slice(-CURVES_SHOWN).concat(running))].sort((a, b) => a - b);
+      const color = { RUNNING: "#b7791f", COMPLETE: "#1f3b73", FAILED: "#999999", PRUNED: "#c0392b" };
+      const traces = shown.map((n) => {
+        const pts = S.curves.get(n), state = (S.trials.get(n) || {}).state || "RUNNING";
+        return { type: "scatter", mode: "lines", name: `trial ${n}`, x: pts.map((p) => p[xKey]), y: pts.map((p) => p.value),
+          customdata: pts.map(() => n), showlegend: false,
+          line: { width: state === "RUNNING" ? 2.2 : 1, color: color[state] || "#777", dash: state === "PRUNED" ? "dot" : "solid" },
+          opacity: state === "RUNNING" ? 1 : 0.55,
+          hovertemplate: `trial ${n} (${state})<br>${xKey} %{x:.4g}<br>value %{y:.4g}<extra></extra>` };
+      });
+      const layout = { height: 380, margin: { l: 60, r: 10, t: 10, b: 45 }, hovermode: "closest", uirevision: "keep",
+        xaxis: { type: xKey === "cost" ? "log" : "linear", title: { text: xKey === "cost" ? "cost so far" : "step" } },
+        yaxis: { title: { text: "reported value" } } };
+      const div = document.getElementById("curves");
+      Plotly.react(div, traces, layout, PLOT_CONFIG);
+      onClickTrial(div);
+      document.getElementById("curves-note").textContent =
+        `${shown.length} of ${numbers.length} trials with intermediate values (the latest ${CURVES_SHOWN} and every running one). ` +
+        "Orange: running; blue: complete; red dotted: stopped early; grey: failed. Click a curve for its trial.";
+    }
+
+    async function loadCurves() {
+      if (!S.curvesAvailable) return false;
+      const data = await api(`/api/studies/${enc(name)}/curves?since=${S.curveVersion}`);
+      S.curvesAvailable = data.available;
+      S.curveVersion = data.version;
+      const entries = Object.entries(data.curves);
+      for (const [n, pts] of entries) S.curves.set(parseInt(n, 10), pts);
+      return entries.length > 0;
+    }
+
     function drawCharts() {
       // The charts at the top first; those further down once the browser has painted them.
       const top = Promise.all([drawPareto(), drawBest()]);
       S.lastDraw = Date.now(); S.dirty = false;
       return top.then(() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(() => {
         if (!S.painted) { S.painted = true; performance.mark("carbs:top"); }
-        drawParams(); drawFailures();
+        drawParams(); drawFailures(); drawCurves();
         if (!S.drawn) { S.drawn = true; performance.mark("carbs:drawn"); }
         resolve();
       }, 0))));
@@ -544,6 +596,7 @@
       // Redraw the charts on a change, at most every few seconds for big studies.
       const gap = S.trials.size > 2000 ? 5000 : 1000;
       if ((S.dirty && Date.now() - S.lastDraw >= gap) || analysisChanged || first) await drawCharts();
+      if (await loadCurves() && S.drawn) drawCurves();
       first = false;
       const status = data.analysis.computing ? " · fitting laws…" : data.analysis.error ? ` · analysis failed: ${data.analysis.error}` : "";
       setLive(true, `live · ${S.trials.size} trials · ${new Date().toLocaleTimeString()}${status}`);
