@@ -5,30 +5,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from carbs.cli.common import EXIT_STORAGE, EXIT_USAGE, CliError
+from carbs.cli.common import EXIT_STORAGE, EXIT_USAGE, CliError, open_existing_storage
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    try:
-        from carbs.dashboard.server import serve
-    except ImportError as e:
-        raise CliError(
-            f"the dashboard needs its extra ({e.name} is missing): pip install 'carbs[dashboard]'",
-            EXIT_USAGE,
-        ) from None
-    from carbs.storage import StorageError
+    from carbs._extras import require
 
+    for module, library in (("starlette", "Starlette"), ("uvicorn", "uvicorn"), ("plotly", "plotly")):
+        require(module, library=library, extra="dashboard", what="carbs dashboard")
     if args.bootstrap < 0:
         raise CliError(f"--bootstrap must be >= 0, got {args.bootstrap}", EXIT_USAGE)
     if args.token is not None and not args.token.strip():
         raise CliError("--token must not be empty", EXIT_USAGE)
-    if args.port < 0 or args.port > 65535:
+    if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be in 0..65535, got {args.port}", EXIT_USAGE)
+    from carbs.dashboard.server import serve
+    from carbs.storage import StorageError
+
+    # Opened, and its schema read, before anything listens: a bad URL fails here.
+    storage = open_existing_storage(args.storage)
     try:
-        serve(args.storage, host=args.host, port=args.port, token=args.token,
-              analysis_options={"n_bootstrap": args.bootstrap})
+        storage.list_studies()
     except StorageError as e:
         raise CliError(str(e), EXIT_STORAGE) from None
+    serve(storage, host=args.host, port=args.port, token=args.token,
+          analysis_options={"n_bootstrap": args.bootstrap})
     return 0
 
 

@@ -234,7 +234,8 @@ class StudyFeed:
             return self._curve_version, changed
 
     # -- analysis --------------------------------------------------------------
-    def _observations(self) -> list[Any]:
+    def _observations(self) -> list[tuple[int, Any]]:
+        """``(trial number, observation)`` of the finished trials the optimizer would see."""
         from carbs.study.core import _as_observation  # the study's own rule: what the model sees
 
         with self._lock:
@@ -243,7 +244,7 @@ class StudyFeed:
         for t in trials:
             obs = _as_observation(t)
             if obs is not None:
-                out.append(obs)
+                out.append((t.number, obs))
         return out
 
     def analysis_state(self) -> dict[str, Any]:
@@ -307,14 +308,22 @@ class StudyFeed:
 
 
 def analyse_job(
-    observations: list[Any], params: list[dict[str, Any]], direction: int, options: dict[str, Any]
+    numbered: list[tuple[int, Any]],
+    params: list[dict[str, Any]],
+    direction: int,
+    options: dict[str, Any],
 ) -> tuple[Any, dict[str, Any]]:
-    """Fit the analysis and summarise it (run in the analysis process)."""
+    """Fit the analysis of ``(trial number, observation)`` pairs and summarise it.
+
+    Runs in the analysis process.
+    """
     from carbs.analysis import analyze
     from carbs.analysis.summary import summarize
     from carbs.optimizer.space import Param
 
+    observations = [o for _, o in numbered]
     analysis = analyze(observations, [Param.from_dict(p) for p in params], direction, **options)
+    analysis.trial_numbers = [n for n, _ in numbered]
     summary = summarize(analysis)
     summary["n_bootstrap"] = options.get("n_bootstrap")
     return analysis, summary

@@ -1,4 +1,4 @@
-"""Start the dashboard: open the storage first, then serve it with uvicorn."""
+"""Start the dashboard: choose the token, then serve the storage with uvicorn."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import ipaddress
 import logging
 import secrets
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from carbs.storage import Storage, StorageError, masked, normalize_url
-from carbs.storage.engine import is_sqlite
+from carbs.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -35,24 +33,8 @@ def access_token(host: str, token: str | None) -> str | None:
     return token
 
 
-def open_readonly(url: str | None) -> Storage:
-    """Open an existing storage, or raise ``StorageError`` saying why it cannot be opened.
-
-    Unlike the sweep commands, the dashboard never creates a database: a
-    mistyped SQLite path is an error, not a new empty file.
-    """
-    full = normalize_url(url)
-    if is_sqlite(full):
-        path = full.split(":///", 1)[1].split("?", 1)[0] if ":///" in full else ""
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise StorageError(f"cannot open storage {masked(full)}: no such file {path!r}")
-    storage = Storage(full)
-    storage.list_studies()  # a reachable server with a broken schema fails here, not later
-    return storage
-
-
 def serve(
-    storage_url: str | None,
+    storage: Storage,
     host: str = "127.0.0.1",
     port: int = 8080,
     token: str | None = None,
@@ -62,7 +44,8 @@ def serve(
     """Serve the dashboard until interrupted.
 
     Args:
-        storage_url: the storage to show (opened, and checked, before the server starts).
+        storage: the storage to show, opened already (``carbs dashboard`` opens only an
+            existing one, so a mistyped path fails before the server starts).
         host: interface to bind; anything but loopback requires a token.
         port: TCP port (0 picks a free one).
         token: access token; generated when ``host`` is not loopback and none is given.
@@ -74,7 +57,6 @@ def serve(
     from carbs.dashboard.app import create_app
 
     token = access_token(host, token)
-    storage = open_readonly(storage_url)
     app = create_app(storage, token=token, analysis_options=analysis_options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
