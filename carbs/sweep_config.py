@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import string
 import sys
 from collections.abc import Mapping
@@ -543,7 +544,39 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
         raise SweepConfigError(f"settings: {e}") from None
     if not os.path.isdir(config.workdir):
         raise SweepConfigError(f"workdir {config.workdir!r} is not a directory")
+    config.warnings += _program_warnings(config.command, config.workdir)
     return config
+
+
+def _program_warnings(command: list[str], workdir: str) -> list[str]:
+    """The program or script the command starts, when it plainly cannot be found.
+
+    Checked when the file loads, because a missing program fails every trial.
+    Only literal names are checked (``{python} train.py``, ``./train.sh``,
+    ``torchrun``); anything built from placeholders is left to run time.
+    """
+    first = command[0]
+    if first in ("{python}", "python", "python3") and len(command) > 1:
+        script = command[1]
+        missing = not os.path.isfile(os.path.join(workdir, script))
+        if script.endswith(".py") and "{" not in script and missing:
+            return [
+                f"command runs {script!r}, which is not a file in workdir {workdir!r}: "
+                "every trial would fail"
+            ]
+        return []
+    if "{" in first:
+        return []
+    if os.sep in first:
+        found = os.path.isfile(os.path.join(workdir, first))
+    else:
+        found = shutil.which(first) is not None
+    if not found:
+        return [
+            f"command program {first!r} is not found (on PATH or in workdir {workdir!r}): "
+            "every trial would fail"
+        ]
+    return []
 
 
 def _load_toml(text: str) -> Any:

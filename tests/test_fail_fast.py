@@ -111,3 +111,26 @@ def test_cost_warning_is_logged_when_the_file_loads(tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.WARNING):
         load_sweep_config(write_sweep(tmp_path, extra="cost: x\n"))
     assert "cost 'x' is a parameter name" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "command,warned",
+    [
+        ("{python} train.py {x}", "command runs 'train.py', which is not a file"),
+        ("python3 nothere.py --x {x}", "command runs 'nothere.py', which is not a file"),
+        ("./run.sh {x}", "command program './run.sh' is not found"),
+        ("no-such-program-here {x}", "command program 'no-such-program-here' is not found"),
+        ("{python} trial.py {x}", None),  # exists
+        ("echo {x}", None),  # on PATH
+        ("{python} {x}.py", None),  # built from placeholders: left to run time
+    ],
+)
+def test_a_program_that_cannot_be_found_warns_at_load(tmp_path: Path, command: str, warned: str | None) -> None:
+    (tmp_path / "trial.py").write_text("print('loss: 1')\n")
+    data = {"name": "s", "command": command, "budget": {"trials": 2},
+            "parameters": {"x": {"space": "linear", "min": 0, "max": 1}}}
+    warnings = parse_sweep_config(data, base_dir=str(tmp_path)).warnings
+    if warned is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warned in warnings[0] and "every trial would fail" in warnings[0]

@@ -80,6 +80,14 @@ def test_plot_and_report_without_matplotlib_say_what_to_install(tmp_path: Path, 
     assert not (tmp_path / "carbs_plots").exists() and not (tmp_path / "carbs_report.html").exists()
 
 
+def test_postgres_storage_without_its_driver_says_what_to_install(tmp_path: Path) -> None:
+    done = _cli("status", "--storage", "postgresql://user@127.0.0.1:9/db", cwd=tmp_path, block="psycopg")
+    assert done.returncode == EXIT_MISSING_EXTRA, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("carbs status: error: PostgreSQL storage needs psycopg")
+    assert lines[0].endswith("install it with: pip install 'carbs[postgres]'")
+
+
 def test_every_install_command_comes_from_one_place(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import carbs._extras as extras
     from carbs.integrations._extras import missing_extra

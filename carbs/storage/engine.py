@@ -87,12 +87,12 @@ def create_storage_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) 
     try:
         engine = create_engine(url, **kwargs)
     except ImportError as e:
-        hint = ""
         if parsed.get_backend_name() == "postgresql":
-            from carbs._extras import install_command
+            from carbs._extras import MissingExtraError
 
-            hint = f"; PostgreSQL storage needs psycopg: {install_command('postgres')}"
-        raise StorageError(f"cannot use storage {masked(url)}: {e}{hint}") from None
+            # The optional driver: the command line prints one line and exits with code 6.
+            raise MissingExtraError("PostgreSQL storage", "psycopg", "postgres", e) from None
+        raise StorageError(f"cannot use storage {masked(url)}: {e}") from None
     except ArgumentError as e:
         raise StorageError(f"cannot use storage {masked(url)}: {e}") from None
     if parsed.get_backend_name() == "sqlite":
