@@ -38,10 +38,12 @@ def test_import_carbs_and_cli_help_load_no_heavy_library() -> None:
             except SystemExit:
                 pass
         after_help = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
-        print(json.dumps({{"import": after_import, "help": after_help, "helped": "carbs run" in out.getvalue() or "run" in out.getvalue()}}))
+        # Every command is still listed, although their modules load their libraries lazily.
+        listed = all(c in out.getvalue() for c in ("run", "worker", "status", "trials", "report"))
+        print(json.dumps({{"import": after_import, "help": after_help, "listed": listed}}))
         """
     )
-    assert result == {"import": [], "help": [], "helped": True}
+    assert result == {"import": [], "help": [], "listed": True}
 
 
 def test_every_top_level_name_still_works() -> None:

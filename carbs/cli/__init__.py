@@ -76,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         print(f"carbs {args.command}: error: {e}", file=sys.stderr)
         return e.code
-    except StorageError as e:
-        print(f"carbs {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_STORAGE
     except MissingExtraError as e:
         print(f"carbs {args.command}: error: {e}", file=sys.stderr)
         return EXIT_MISSING_EXTRA
+    except StorageError as e:
+        print(f"carbs {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_STORAGE
     except KeyboardInterrupt:
         print(f"carbs {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -71,6 +71,7 @@ def open_existing_storage(url: str | None) -> Any:
     so a typo in ``--storage`` or a run in the wrong directory says so instead
     of leaving an empty database behind.
     """
+    from carbs._extras import MissingExtraError
     from carbs.storage import Storage, StorageError
     from carbs.storage.engine import normalize_url
 
@@ -93,6 +94,8 @@ def open_existing_storage(url: str | None) -> Any:
                     EXIT_STORAGE,
                 )
         return Storage(full)
+    except MissingExtraError:
+        raise  # one line and its own exit code, from the command line's main
     except StorageError as e:
         raise CliError(str(e), EXIT_STORAGE) from None
 

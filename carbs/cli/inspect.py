@@ -117,8 +117,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from carbs.storage import StorageError
 
     if args.study is None:
+        storage = open_existing_storage(args.storage)
         try:
-            if len(open_existing_storage(args.storage).list_studies()) != 1:
+            if len(storage.list_studies()) != 1:
                 return _list_studies(args)
         except StorageError as e:
             raise CliError(str(e), EXIT_STORAGE) from None

@@ -134,6 +134,7 @@ def _overrides(args: argparse.Namespace, spec: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``carbs run SWEEP_FILE``."""
+    from carbs._extras import MissingExtraError
     from carbs.runner.worker import RunSpec
     from carbs.storage import Storage, StorageError
     from carbs.study import StudyDefinitionError, create_study
@@ -168,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except StudyDefinitionError as e:
         raise CliError(str(e), EXIT_STUDY) from None
+    except MissingExtraError:
+        raise
     except StorageError as e:
         raise CliError(str(e), EXIT_STORAGE) from None
     console = stderr_console()

@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
+from carbs._extras import MissingExtraError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE_URL = "sqlite:///carbs.db"
@@ -32,6 +34,15 @@ SQLITE_BEGIN_OPTION = "carbs_sqlite_begin"
 
 class StorageError(RuntimeError):
     """The storage cannot be opened or used."""
+
+
+class MissingDriverError(MissingExtraError, StorageError):
+    """The database driver, an optional dependency, is not installed.
+
+    A ``StorageError`` like any other failure to open the storage, and a
+    ``MissingExtraError`` naming the pip extra, which the command line prints as
+    one line (exit code 6).
+    """
 
 
 def default_storage_url() -> str:
@@ -88,10 +99,7 @@ def create_storage_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) 
         engine = create_engine(url, **kwargs)
     except ImportError as e:
         if parsed.get_backend_name() == "postgresql":
-            from carbs._extras import MissingExtraError
-
-            # The optional driver: the command line prints one line and exits with code 6.
-            raise MissingExtraError("PostgreSQL storage", "psycopg", "postgres", e) from None
+            raise MissingDriverError("PostgreSQL storage", "psycopg", "postgres", e) from None
         raise StorageError(f"cannot use storage {masked(url)}: {e}") from None
     except ArgumentError as e:
         raise StorageError(f"cannot use storage {masked(url)}: {e}") from None
