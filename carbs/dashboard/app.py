@@ -32,6 +32,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from carbs._extras import MissingExtraError
 from carbs.dashboard.data import Feeds
 from carbs.storage import Storage, StudyNotFoundError
 
@@ -44,7 +45,7 @@ def plotly_js_path() -> Path:
     """The plotly.js bundle inside the installed ``plotly`` package (which is never imported)."""
     spec = importlib.util.find_spec("plotly")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the dashboard needs plotly: pip install 'carbs[dashboard]'")
+        raise MissingExtraError("the dashboard", "plotly", "dashboard")
     path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
     if not path.is_file():
         raise RuntimeError(f"the plotly package has no bundled plotly.js at {path}")
