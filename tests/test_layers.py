@@ -13,7 +13,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "carbs"
 # Libraries that `import carbs` and `carbs --help` must not load.
-HEAVY = ("numpy", "scipy", "sklearn", "sqlalchemy", "rich", "yaml", "pandas", "matplotlib")
+HEAVY = (
+    "numpy", "scipy", "sklearn", "sqlalchemy", "rich", "yaml", "pandas", "matplotlib",
+    "starlette", "uvicorn", "plotly",
+)
 
 
 def _run(code: str) -> dict[str, object]:
@@ -124,9 +127,12 @@ def _circle_through(edges: dict[str, set[str]], start: str) -> list[str] | None:
 
 # Layer -> modules it must never import (also not for annotations).
 _FORBIDDEN = {
-    "carbs.storage": ("carbs.study", "carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations"),
-    "carbs.study": ("carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations"),
-    "carbs.runner": ("carbs.cli", "carbs.analysis", "carbs.integrations"),
+    "carbs.storage": (
+        "carbs.study", "carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard",
+    ),
+    "carbs.sweep_config": ("carbs.study", "carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations"),
+    "carbs.study": ("carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard"),
+    "carbs.runner": ("carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard"),
 }
 
 
