@@ -197,3 +197,55 @@ def test_summary_is_what_the_report_and_scaling_show(url: str, tmp_path: Path,
     printed = json.loads(capsys.readouterr().out)
     assert printed == {k: v for k, v in data.items() if k != "curves"}
     assert [p["name"] for p in data["params"]] == [p.name for p in demo_params()]
+
+
+class CurveStorage(Storage):
+    """Intermediate values kept beside the storage, read the way the storage serves curves.
+
+    ``last_steps`` and ``intermediate_values`` have the storage's signatures for
+    learning curves: the last step of every curve, then whole curves by trial number.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.points: dict[int, list[Any]] = {}
+        self.curve_reads: list[list[int] | None] = []
+
+    def add(self, number: int, step: int, value: float, cost: float) -> None:
+        from types import SimpleNamespace
+
+        self.points.setdefault(number, []).append(SimpleNamespace(step=step, value=value, cost=cost))
+
+    def last_steps(self, study_id: int) -> dict[int, int]:
+        return {n: pts[-1].step for n, pts in self.points.items()}
+
+    def intermediate_values(self, study_id: int, numbers: Any = None) -> dict[int, list[Any]]:
+        self.curve_reads.append(None if numbers is None else sorted(numbers))
+        wanted = self.points if numbers is None else {n: self.points[n] for n in numbers}
+        return {n: list(p) for n, p in wanted.items()}
+
+
+def test_curves_are_read_incrementally(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("carbs.dashboard.data.REFRESH_INTERVAL", 0.0)  # every request reads
+    storage = CurveStorage(url)
+    feeds = Feeds(storage, run=lambda fn, job: fn(*job))
+    with TestClient(create_app(storage, feeds=feeds)) as client:
+        empty = client.get("/api/studies/s/curves").json()
+        assert empty == {"available": True, "version": 0, "curves": {}}
+        for step in range(3):
+            storage.add(40, step, 3.0 - step, 10.0 * (step + 1))
+        storage.add(7, 0, 2.0, 5.0)
+        first = client.get("/api/studies/s/curves?since=0").json()
+        assert set(first["curves"]) == {"40", "7"}
+        assert [p["step"] for p in first["curves"]["40"]] == [0, 1, 2]
+        assert first["curves"]["40"][2] == {"step": 2, "value": 1.0, "cost": 30.0}
+        # Trial 40 reports one more step: only its curve is read and sent again.
+        storage.add(40, 3, 0.5, 40.0)
+        later = client.get(f"/api/studies/s/curves?since={first['version']}").json()
+        assert set(later["curves"]) == {"40"} and len(later["curves"]["40"]) == 4
+        assert storage.curve_reads == [[7, 40], [40]]
+        assert client.get(f"/api/studies/s/curves?since={later['version']}").json()["curves"] == {}
+        assert storage.curve_reads == [[7, 40], [40]]  # nothing grew: nothing read
+        # The trial page carries its own curve.
+        assert len(client.get("/api/studies/s/trials/40").json()["curve"]) == 4
+        assert client.get("/api/studies/s/trials/3").json()["curve"] == []
