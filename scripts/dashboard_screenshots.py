@@ -40,7 +40,8 @@ def main() -> int:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 page.goto(base)
                 page.wait_for_selector("#studies table")
-                page.screenshot(path=str(args.out / "studies.png"))
+                page.screenshot(path=str(args.out / "studies.png"),
+                                clip={"x": 0, "y": 0, "width": 1400, "height": 240})
 
                 page.goto(base + "studies/lm-sweep")
                 # Wait for the analysis with its bootstrap intervals.
@@ -53,7 +54,9 @@ def main() -> int:
                 page.screenshot(path=str(args.out / "study.png"))
                 for section, name in (("#param-plots", "parameters"), ("#laws", "laws"),
                                       ("#trials-table", "trials")):
-                    page.locator(section).scroll_into_view_if_needed()
+                    # The section's heading at the top of the window.
+                    page.evaluate("s => document.querySelector(s).closest('section')"
+                                  ".scrollIntoView({block: 'start'})", section)
                     page.wait_for_timeout(300)
                     page.screenshot(path=str(args.out / f"study-{name}.png"))
                 page.screenshot(path=str(args.out / "study-full.png"), full_page=True)

@@ -13,6 +13,14 @@
   const scatterType = (n) => (HAS_GL && n > 1500 ? "scattergl" : "scatter");
   const COLORS = { front: "#c0392b", fit: "#1f3b73", fail: "#d35400", dots: "#b5bcc6" };
 
+  // plotly.js loads asynchronously (see the page's <head>): data and tables do not wait for it.
+  const plotlyReady = new Promise((resolve, reject) => {
+    const script = document.getElementById("plotly-js");
+    if (window.Plotly || !script) { resolve(); return; }
+    script.addEventListener("load", () => resolve());
+    script.addEventListener("error", () => reject(new Error("plotly.js did not load")));
+  });
+
   // ---------------------------------------------------------------- helpers
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -450,6 +458,7 @@
       } catch (e) {
         box.replaceChildren(el("div", { class: "error" }, e.message));
       }
+      await plotlyReady;
       drawParams();
     }
 
@@ -595,6 +604,7 @@
       if (first) performance.mark("carbs:table");
       // Redraw the charts on a change, at most every few seconds for big studies.
       const gap = S.trials.size > 2000 ? 5000 : 1000;
+      await plotlyReady;
       if ((S.dirty && Date.now() - S.lastDraw >= gap) || analysisChanged || first) await drawCharts();
       if (await loadCurves() && S.drawn) drawCurves();
       first = false;
@@ -625,7 +635,9 @@
           card("state", el("span", { class: `state-${t.state}` }, t.state + (t.fail_kind ? ` (${t.fail_kind})` : "")), "trial-state"),
           card(t.metric || "output", fmt(t.output), "trial-output"),
           card("cost", fmt(t.cost)),
-          card("duration", seconds(t.duration)),
+          t.state === "RUNNING"
+            ? card("running for", seconds((Date.now() - new Date(t.started_at).getTime()) / 1000))
+            : card("duration", seconds(t.duration)),
           card("worker", t.worker || "—"),
           card("suggested by", t.suggestion_kind || "—")),
         el("section", {}, el("h2", {}, "Parameters"), table(["parameter", "value"], Object.entries(t.params).map(([k, v]) => [k, fmt(v, 6)]))),
@@ -639,6 +651,7 @@
       if (curve) parts.push(el("section", {}, el("h2", {}, "Intermediate values"), el("div", { id: "trial-curve", class: "plot" })));
       document.getElementById("trial").replaceChildren(...parts);
       if (curve) {
+        await plotlyReady;
         Plotly.react("trial-curve", [{ type: "scatter", mode: "lines+markers", x: curve.map((c) => c.step), y: curve.map((c) => c.value), name: t.metric }],
           { height: 320, margin: { l: 60, r: 10, t: 10, b: 45 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: t.metric || "value" } } }, PLOT_CONFIG);
       }
