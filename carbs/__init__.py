@@ -69,6 +69,39 @@ __all__ = [
     "report",
 ]
 
+# The rest of the reference implementation's public names (``from carbs import
+# ParamDictType`` ...), served from its compatibility module ``carbs.utils``.
+__all__ += [
+    "CARBS_CHECKPOINT_PREFIX",
+    "CARBS_CHECKPOINT_SUFFIX",
+    "CategoricalTuple",
+    "ObservationGroup",
+    "ParamDictType",
+    "ParamSpace",
+    "ParamType",
+    "SuggestionRedistributionMethodEnum",
+    "SurrogateModelParams",
+    "add_dict_key_prefix",
+    "aggregate_logical_and_across_dim",
+    "assert_empty",
+    "expected_improvement",
+    "get_checkpoint_obs_count",
+    "get_pareto_curve_plot",
+    "get_pareto_groups",
+    "get_pareto_groups_conservative",
+    "group_observations",
+    "load_checkpoint_from_wandb_run",
+    "load_latest_checkpoint_from_wandb_run",
+    "load_observations_from_wandb_run",
+    "log_norm_cdf",
+    "observation_group_cost",
+    "observation_group_output",
+    "ordered_dict_index",
+    "pareto_area_from_groups",
+    "probability_of_improvement",
+]
+_LAZY.update({name: "carbs.utils" for name in __all__ if name not in _LAZY and name != "__version__"})
+
 if TYPE_CHECKING:  # pragma: no cover - the same names, for type checkers
     from carbs.optimizer.config import (
         CARBSParams,
@@ -98,6 +131,35 @@ if TYPE_CHECKING:  # pragma: no cover - the same names, for type checkers
     )
     from carbs.reporting import report
     from carbs.study import Study, create_study, load_study
+    from carbs.utils import (
+        CARBS_CHECKPOINT_PREFIX,
+        CARBS_CHECKPOINT_SUFFIX,
+        CategoricalTuple,
+        ObservationGroup,
+        ParamDictType,
+        ParamSpace,
+        ParamType,
+        SuggestionRedistributionMethodEnum,
+        SurrogateModelParams,
+        add_dict_key_prefix,
+        aggregate_logical_and_across_dim,
+        assert_empty,
+        expected_improvement,
+        get_checkpoint_obs_count,
+        get_pareto_curve_plot,
+        get_pareto_groups,
+        get_pareto_groups_conservative,
+        group_observations,
+        load_checkpoint_from_wandb_run,
+        load_latest_checkpoint_from_wandb_run,
+        load_observations_from_wandb_run,
+        log_norm_cdf,
+        observation_group_cost,
+        observation_group_output,
+        ordered_dict_index,
+        pareto_area_from_groups,
+        probability_of_improvement,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -36,6 +36,7 @@ from carbs.optimizer.pareto import (
     pareto_area,
     pareto_groups,
 )
+from carbs.optimizer.reference_api import ReferenceAPI
 from carbs.optimizer.space import (
     ChoiceSpace,
     Param,
@@ -62,7 +63,7 @@ logger = logging.getLogger(__name__)
 _MAX_OVERSAMPLE = 64
 
 
-class CARBS:
+class CARBS(ReferenceAPI):
     """Cost-aware Pareto-region Bayesian search.
 
     Args:
