@@ -45,10 +45,17 @@ def test_distributions_convert_to_matching_spaces() -> None:
     assert isinstance(codec.from_carbs(warm.search_center), float)
     act, codec = param_from_distribution("act", CategoricalDistribution([None, "relu"]), {})
     assert isinstance(act.space, ChoiceSpace) and codec.from_carbs(act.search_center) is None
-    with pytest.raises(ConversionError, match="'x'.*not a whole number"):
-        param_from_distribution("x", FloatDistribution(0, 1, step=0.1), {})
-    with pytest.raises(ConversionError, match="'n'.*multiples of 2"):
-        param_from_distribution("n", IntDistribution(1, 9, step=2), {})
+    # Grids CARBS cannot round to are searched by position: k stands for low + k * step.
+    x, codec = param_from_distribution("x", FloatDistribution(-0.2, 1.0, step=0.1), {"x": 0.5})
+    assert (x.space.min, x.space.max, x.space.is_integer) == (0, 12, True)  # type: ignore[union-attr]
+    assert x.search_center == 7 and codec.from_carbs(7) == pytest.approx(0.5)
+    assert isinstance(codec.from_carbs(3), float)
+    n, codec = param_from_distribution("n", IntDistribution(1, 9, step=2), {})
+    assert (n.space.min, n.space.max) == (0, 4) and n.search_center == 2  # type: ignore[union-attr]
+    assert [codec.from_carbs(k) for k in range(5)] == [1, 3, 5, 7, 9]
+    assert isinstance(codec.from_carbs(1), int) and codec.to_carbs(7) == 3
+    with pytest.raises(ValueError, match="not on the grid"):
+        codec.to_carbs(4)
 
 
 def test_params_declare_the_distribution_an_objective_asks_for() -> None:
@@ -125,7 +132,7 @@ def test_inferred_space_and_independent_fallback(caplog: pytest.LogCaptureFixtur
 
 
 def test_trial_states_map_to_observations_failures_and_pending() -> None:
-    sampler = CARBSSampler(PARAMS, seed=0)
+    sampler = CARBSSampler(PARAMS, seed=0, default_cost="duration")
     study = optuna.create_study(direction="maximize", sampler=sampler)
     start = datetime(2024, 1, 1)
     good = {"lr": 1e-3, "x": 0.6, "act": "gelu"}

@@ -49,22 +49,37 @@ class ValueCodec:
     """How a value moves between the host library and a CARBS parameter.
 
     ``kind`` is ``"identity"``, ``"float"`` (CARBS rounds on an integer grid
-    but the host expects floats) or ``"json"`` (categories that CARBS cannot
-    hold directly, such as ``None`` or lists, travel as their JSON text).
+    but the host expects floats), ``"json"`` (categories that CARBS cannot
+    hold directly, such as ``None`` or lists, travel as their JSON text) or
+    ``"grid"``: a stepped range ``low, low + step, ...`` that is not made of
+    whole multiples of its step (``step=0.5``, or ``3, 5, 7``); CARBS then
+    searches the position ``k`` on the grid, an integer, and the host sees
+    ``low + k * step`` (an ``int`` when ``integer`` is set).
     """
 
     kind: str = "identity"
+    low: float = 0.0
+    step: float = 1.0
+    integer: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in ("identity", "float", "json"):
+        if self.kind not in ("identity", "float", "json", "grid"):
             raise ValueError(
-                f"ValueCodec.kind must be 'identity', 'float' or 'json', got {self.kind!r}"
+                f"ValueCodec.kind must be 'identity', 'float', 'json' or 'grid', got {self.kind!r}"
             )
+        if self.kind == "grid" and not (math.isfinite(self.step) and self.step > 0):
+            raise ValueError(f"ValueCodec.step must be a finite number > 0, got {self.step!r}")
 
     def to_carbs(self, value: Any) -> Any:
-        """Host value -> CARBS parameter value."""
+        """Host value -> CARBS parameter value (``ValueError`` for a value off a grid)."""
         if self.kind == "json":
             return json.dumps(value, sort_keys=True)
+        if self.kind == "grid":
+            position = (float(value) - self.low) / self.step
+            k = round(position)
+            if abs(position - k) > 1e-6:
+                raise ValueError(f"{value!r} is not on the grid {self.low!r} + k * {self.step!r}")
+            return int(k)
         return value
 
     def from_carbs(self, value: Any) -> Any:
@@ -73,6 +88,9 @@ class ValueCodec:
             return float(value)
         if self.kind == "json":
             return json.loads(value)
+        if self.kind == "grid":
+            host = self.low + int(value) * self.step
+            return int(round(host)) if self.integer else float(host)
         return value
 
 

@@ -5,8 +5,10 @@ From Optuna (a search space inferred from the study's trials):
 =========================================  ====================================
 ``FloatDistribution(a, b)``                ``LinearSpace(a, b)``
 ``FloatDistribution(a, b, log=True)``      ``LogSpace(a, b)``
-``FloatDistribution(a, b, step=s)``        integer space rounded to ``s`` (whole ``s``, ``a`` a multiple of ``s``), as floats
-``IntDistribution(a, b, step=s)``          integer ``LinearSpace`` rounded to ``s`` (``a`` a multiple of ``s``)
+``FloatDistribution(a, b, step=s)``        integer space rounded to ``s`` (whole ``s``, ``a`` a multiple of ``s``), as floats;
+                                           other grids: the position ``k`` of ``a + k * s`` as an integer space
+``IntDistribution(a, b, step=s)``          integer ``LinearSpace`` rounded to ``s`` (``a`` a multiple of ``s``);
+                                           other grids (``3, 5, 7``): the position on the grid, as above
 ``IntDistribution(a, b, log=True)``        integer ``LogSpace``
 ``CategoricalDistribution(choices)``       ``ChoiceSpace`` (``None`` and other non-scalars via JSON)
 =========================================  ====================================
@@ -66,7 +68,8 @@ def _space_from_distribution(
     if isinstance(dist, IntDistribution):
         if dist.log:
             return log_space(name, dist.low, dist.high, is_integer=True, basic_span=basic_span), IDENTITY
-        _check_grid(name, dist.low, dist.step)
+        if not _on_multiples(dist.low, dist.step):
+            return _grid(name, dist.low, dist.high, dist.step, True, basic_span)
         return (
             linear_space(
                 name, dist.low, dist.high, is_integer=True, step=dist.step, basic_span=basic_span
@@ -76,12 +79,8 @@ def _space_from_distribution(
     if isinstance(dist, FloatDistribution):
         if dist.step is not None:
             step = dist.step
-            if not (float(step) == int(step) and step > 0):
-                raise ConversionError(
-                    f"parameter {name!r}: step={step!r} is not a whole number, and CARBS rounds "
-                    "only to whole-number steps"
-                )
-            _check_grid(name, dist.low, step)
+            if not (float(step) == int(step) and _on_multiples(dist.low, step)):
+                return _grid(name, dist.low, dist.high, step, False, basic_span)
             space = linear_space(
                 name,
                 int(round(dist.low)),
@@ -97,9 +96,27 @@ def _space_from_distribution(
     raise ConversionError(f"parameter {name!r}: unsupported distribution {dist!r}")
 
 
+def _on_multiples(low: float, step: float) -> bool:
+    """Whether the grid ``low + k * step`` is made of multiples of ``step`` (what CARBS rounds to)."""
+    return math.isclose(low / step, round(low / step), abs_tol=1e-9)
+
+
+def _grid(
+    name: str, low: float, high: float, step: float, integer: bool, basic_span: float
+) -> tuple[ParamSpace, ValueCodec]:
+    """A stepped range CARBS cannot round to directly: search the position on the grid.
+
+    ``k`` in ``0 .. n`` stands for ``low + k * step``; Optuna has already
+    trimmed ``high`` to the last point of the grid.
+    """
+    n = int(round((high - low) / step))
+    space = linear_space(name, 0, n, is_integer=True, step=1, basic_span=basic_span)
+    return space, ValueCodec("grid", low=float(low), step=float(step), integer=integer)
+
+
 def _check_grid(name: str, low: float, step: float) -> None:
     # Optuna's grid starts at ``low``; CARBS rounds to multiples of the step.
-    if not math.isclose(low / step, round(low / step), abs_tol=1e-9):
+    if not _on_multiples(low, step):
         raise ConversionError(
             f"parameter {name!r}: the grid low + k * {step!r} starting at {low!r} is not made of "
             f"multiples of {step!r}, which is what CARBS rounds to"

@@ -86,10 +86,16 @@ class CARBSSampler(BaseSampler):
             parameter name; by default the middle of each range.
         carbs_params: optimizer settings (``better_direction_sign`` follows the
             study's direction; ``seed`` is replaced per trial).
-        cost_attr: the trial user attribute holding its cost; trials without it
-            cost their duration in seconds.
-        seed: base seed; with the same seed and the same trials in storage, the
-            same parameters are suggested. Random by default.
+        cost_attr: the trial user attribute holding its cost (a number > 0).
+        default_cost: the cost of a trial without ``cost_attr``: ``"duration"``
+            (its wall-clock seconds) or a number > 0. By default ``"duration"``,
+            and ``1.0`` when ``seed`` is given: durations differ from run to
+            run, and a seeded sampler promises to repeat itself.
+        seed: base seed. With the same seed and the same trials in storage the
+            same parameters are suggested, in this process or another, so a
+            seeded study repeats itself run after run as long as its costs do
+            (a ``cost_attr`` computed from the parameters, or ``default_cost``).
+            Random by default.
         independent_sampler: samples the parameters CARBS does not handle
             (by default ``RandomSampler``).
         basic_span: with an inferred space, how many basic units a range spans.
@@ -104,6 +110,7 @@ class CARBSSampler(BaseSampler):
         search_center: Mapping[str, Any] | None = None,
         carbs_params: CARBSParams | None = None,
         cost_attr: str = "cost",
+        default_cost: float | str | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         basic_span: float = DEFAULT_BASIC_SPAN,
@@ -115,6 +122,10 @@ class CARBSSampler(BaseSampler):
             raise ValueError(f"cost_attr must be a non-empty string, got {cost_attr!r}")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if default_cost is None:
+            default_cost = "duration" if seed is None else 1.0
+        if default_cost != "duration" and positive_cost(default_cost) is None:
+            raise ValueError(f"default_cost must be 'duration' or a number > 0, got {default_cost!r}")
         self._fixed: list[Param] | None = None
         self._fixed_space: dict[str, BaseDistribution] = {}
         if params is not None:
@@ -128,6 +139,7 @@ class CARBSSampler(BaseSampler):
         self._search_center = dict(search_center or {})
         self._carbs_params = carbs_params or CARBSParams()
         self._cost_attr = cost_attr
+        self._default_cost = default_cost
         self._seed = seed if seed is not None else secrets.randbelow(2**31)
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._basic_span = basic_span
@@ -167,10 +179,15 @@ class CARBSSampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        """CARBS's suggestion for ``trial``, rebuilt from every trial in storage."""
-        if not search_space:
-            return {}
+        """CARBS's suggestion for ``trial``, rebuilt from every trial in storage.
+
+        Parameters CARBS cannot model are left out, for Optuna to draw from
+        the independent sampler.
+        """
+        _check_single_objective(study)
         params, codecs = self._params_for(search_space)
+        if not params:
+            return {}
         opt = self._rebuild(study, params, codecs, current=trial.number)
         suggestion = opt.suggest(is_suggestion_remembered=False).suggestion
         return {p.name: codecs[p.name].from_carbs(suggestion[p.name]) for p in params}
@@ -183,6 +200,7 @@ class CARBSSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         """Parameters outside the CARBS space go to the independent sampler."""
+        _check_single_objective(study)
         known = self._fixed is not None or any(
             t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)
         )
@@ -215,9 +233,10 @@ class CARBSSampler(BaseSampler):
         params: list[Param] = []
         codecs: dict[str, ValueCodec] = {}
         for name, dist in search_space.items():
-            converted = self._convert(name, dist)
-            if isinstance(converted, str):  # the space was inferred elsewhere
-                raise ConversionError(converted)
+            converted = self._convert(name, dist) if not dist.single() else "it has a single value"
+            if isinstance(converted, str):  # a space given by the caller, not inferred here
+                self._warn_once(name, f"parameter {name!r} is sampled by the independent sampler: {converted}")
+                continue
             params.append(converted[0])
             codecs[name] = converted[1]
         return params, codecs
@@ -292,6 +311,8 @@ class CARBSSampler(BaseSampler):
         cost = positive_cost(trial.user_attrs.get(self._cost_attr))
         if cost is not None:
             return cost
+        if self._default_cost != "duration":
+            return float(self._default_cost)
         if trial.datetime_start is not None and trial.datetime_complete is not None:
             seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
             return max(seconds, _MIN_COST)
