@@ -125,7 +125,7 @@ def test_metric_and_mode_come_from_tune_and_set_direction() -> None:
         searcher.suggest("t0")
     assert searcher.set_search_properties("loss", "min", {"constant": 1})
     searcher.suggest("t0")
-    assert searcher.carbs is not None and searcher.carbs.optimizer.config.better_direction_sign == -1
+    assert searcher.carbs is not None and searcher.carbs.config.better_direction_sign == -1
     # Native params and a Tune search space at once: Tune is told to refuse.
     assert not CARBSSearcher(_native_params()).set_search_properties(
         "loss", "min", {"lr": tune.uniform(0, 1)}
@@ -195,6 +195,102 @@ def test_save_and_restore_keep_observations_and_pending_trials(tmp_path: Path) -
         CARBSSearcher().restore(str(path))
 
 
+# -- points_to_evaluate, evaluated_rewards, add_evaluated_point ----------------------------------
+def test_points_to_evaluate_come_first_then_carbs_suggests() -> None:
+    points = [{"lr": 0.01, "depth": 5}, {"depth": 2}, {"lr": 3.3e-4, "depth": 7}]
+    searcher = CARBSSearcher(_native_params(), metric="loss", mode="min", points_to_evaluate=points)
+    first = [_suggest(searcher, f"p{i}") for i in range(3)]
+    assert first[0] == {"lr": pytest.approx(0.01), "depth": 5}
+    assert first[1] == {"lr": pytest.approx(1e-3), "depth": 2}  # lr left out: its search center
+    assert first[2] == {"lr": pytest.approx(3.3e-4), "depth": 7}
+    opt = searcher.carbs
+    assert opt is not None and set(opt.outstanding_suggestions) == {"p0", "p1", "p2"}
+    for i, config in enumerate(first):
+        searcher.on_trial_complete(f"p{i}", {"loss": _loss(config), "time_total_s": 2.0})
+    assert opt.observation_count == 3 and not opt.outstanding_suggestions
+    assert sorted(o.output for o in opt.success_observations) == sorted(_loss(c) for c in first)
+    fourth = _suggest(searcher, "t3")  # now CARBS's own, around its search center
+    assert fourth not in first
+
+
+def test_points_to_evaluate_follow_a_converted_space_nested_and_rounded() -> None:
+    space = {"optim": {"lr": tune.loguniform(1e-5, 1.0)}, "batch": tune.qrandint(16, 256, 16), "c": 1}
+    searcher = CARBSSearcher(
+        metric="loss", mode="min", points_to_evaluate=[{"optim": {"lr": 0.02}, "batch": 70}, {"optim/lr": 1e-4}]
+    )
+    assert searcher.set_search_properties(None, None, space)
+    assert _suggest(searcher, "a") == {"optim": {"lr": pytest.approx(0.02)}, "batch": 64}
+    second = _suggest(searcher, "b")
+    assert second["optim"]["lr"] == pytest.approx(1e-4) and second["batch"] % 16 == 0
+    bad = CARBSSearcher(metric="loss", mode="min", points_to_evaluate=[{"optim": {"lr": 5.0}}])
+    with pytest.raises(ValueError, match=r"points_to_evaluate\[0\].*'optim/lr'.*outside the bounds"):
+        bad.set_search_properties(None, None, space)
+
+
+def test_evaluated_rewards_are_observed_instead_of_run(caplog: pytest.LogCaptureFixture) -> None:
+    points = [{"lr": 1e-2, "depth": 2}, {"lr": 1e-3, "depth": 4}, {"lr": 1e-4, "depth": 1}]
+    rewards: list[Any] = [{"loss": 0.5, "time_total_s": 30.0}, 0.25, {"loss": float("nan")}]
+    searcher = CARBSSearcher(
+        _native_params(), metric="loss", mode="min", points_to_evaluate=points, evaluated_rewards=rewards
+    )
+    with caplog.at_level("WARNING", logger="carbs.integrations.ray"):
+        config = _suggest(searcher, "t0")
+    opt = searcher.carbs
+    assert opt is not None
+    assert [(o.output, o.cost) for o in opt.success_observations] == [(0.5, 30.0), (0.25, 1.0)]
+    assert len(opt.failure_observations) == 1  # a reward that is not a finite number
+    assert any("give no cost" in r.getMessage() for r in caplog.records)
+    assert config not in points and set(opt.outstanding_suggestions) == {"t0"}
+
+
+def test_add_evaluated_point_records_successes_failures_and_pruned_runs() -> None:
+    searcher = CARBSSearcher(_native_params())
+    with pytest.raises(RuntimeError, match="metric"):
+        searcher.add_evaluated_point({"lr": 1e-3, "depth": 3}, 0.4)
+    searcher = CARBSSearcher(_native_params(), metric="loss", mode="min")
+    searcher.add_evaluated_point({"lr": 1e-3, "depth": 3}, 0.4, cost=12.0)
+    searcher.add_evaluated_point({"lr": 1e-2, "depth": 3}, 9.0, error=True)
+    searcher.add_evaluated_point({"lr": 1e-4}, 0.7, pruned=True, intermediate_values=[0.9, 0.8, 0.7])
+    opt = searcher.carbs
+    assert opt is not None and not opt.outstanding_suggestions
+    assert [(o.output, o.cost) for o in opt.success_observations] == [(0.4, 12.0), (0.7, 1.0)]
+    assert len(opt.failure_observations) == 1
+    with pytest.raises(ValueError, match="unknown parameter.*'width'"):
+        searcher.add_evaluated_point({"width": 3}, 0.1)
+    with pytest.raises(ValueError, match="cost must be a number > 0"):
+        searcher.add_evaluated_point({"depth": 3}, 0.1, cost=0.0)
+    with pytest.raises(ValueError, match="'depth'.*outside the bounds"):
+        searcher.add_evaluated_point({"depth": 30}, 0.1)
+    assert opt.observation_count == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"evaluated_rewards": [1.0]}, "needs points_to_evaluate"),
+        ({"points_to_evaluate": [{"depth": 2}], "evaluated_rewards": [1.0, 2.0]}, "2 values for 1 points"),
+        ({"points_to_evaluate": {"depth": 2}}, "must be a list of config dicts"),
+        ({"points_to_evaluate": [3]}, r"points_to_evaluate\[0\] must be a config dict"),
+        ({"points_to_evaluate": [{"depth": 2}, {"size": 1}]}, r"points_to_evaluate\[1\] names unknown parameter"),
+    ],
+)
+def test_points_to_evaluate_are_checked(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CARBSSearcher(_native_params(), metric="loss", mode="min", **kwargs)
+
+
+def test_queued_points_survive_save_and_restore(tmp_path: Path) -> None:
+    points = [{"lr": 0.01, "depth": 5}, {"lr": 0.001, "depth": 6}]
+    searcher = CARBSSearcher(_native_params(), metric="loss", mode="min", points_to_evaluate=points)
+    _suggest(searcher, "p0")
+    path = tmp_path / "searcher.json"
+    searcher.save(str(path))
+    restored = CARBSSearcher()
+    restored.restore(str(path))
+    assert _suggest(restored, "p1") == {"lr": pytest.approx(0.001), "depth": 6}
+    assert set(restored.carbs.outstanding_suggestions) == {"p0", "p1"}  # type: ignore[union-attr]
+
+
 # -- a real Ray Tune run ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_cluster() -> Any:
@@ -217,15 +313,18 @@ def ray_cluster() -> Any:
 
 
 class _RecordingSearcher(CARBSSearcher):
-    """Notes how many trials were pending each time a new one was asked for."""
+    """Notes how many trials were pending each time a new one was asked for, and the configs."""
 
     pending_counts: list[int]
+    handed_out: list[dict[str, Any] | None]
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if not hasattr(self, "pending_counts"):
-            self.pending_counts = []
+            self.pending_counts, self.handed_out = [], []
         self.pending_counts.append(len(self._live))
-        return super().suggest(trial_id)
+        config = super().suggest(trial_id)
+        self.handed_out.append(config)
+        return config
 
 
 def test_tuner_runs_concurrent_trials_then_restores_and_continues(
@@ -335,6 +434,38 @@ def test_interrupted_experiment_resumes_with_tuner_restore(
     final.restore_from_dir(str(storage / "resumable"))
     assert final.carbs is not None and final.carbs.observation_count == 8
     assert not final.carbs.outstanding_suggestions  # the interrupted trials reported on resume
+
+
+def test_tuner_runs_points_to_evaluate_first_and_learns_from_evaluated_ones(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    def trainable(config: dict[str, Any]) -> None:  # _loss itself, which workers cannot import
+        loss = (math.log10(config["lr"]) + 2.5) ** 2 + 0.1 * config["depth"]
+        tune.report({"loss": loss, "flops": float(config["depth"])})
+
+    points = [{"lr": 0.03, "depth": 6}, {"lr": 2e-4, "depth": 2}]
+    searcher = _RecordingSearcher(
+        _native_params(),
+        metric="loss",
+        mode="min",
+        cost_metric="flops",
+        points_to_evaluate=points,
+        carbs_params=CARBSParams(seed=2),
+    )
+    searcher.add_evaluated_point({"lr": 1e-3, "depth": 1}, _loss({"lr": 1e-3, "depth": 1}), cost=1.0)
+    grid = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=5, max_concurrent_trials=1),
+        run_config=tune.RunConfig(name="carbs_points", storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    results = [grid[i] for i in range(len(grid))]
+    assert len(results) == 5 and all(r.error is None for r in results)
+    assert searcher.handed_out[:2] == [{"lr": pytest.approx(0.03), "depth": 6}, {"lr": pytest.approx(2e-4), "depth": 2}]
+    ran = sorted((r.config["depth"], r.config["lr"]) for r in results if r.config)
+    assert ran == sorted((c["depth"], c["lr"]) for c in searcher.handed_out if c)
+    opt = searcher.carbs
+    assert opt is not None and opt.observation_count == 6 and not opt.outstanding_suggestions
+    assert sorted(o.cost for o in opt.success_observations)[:2] == [1.0, 1.0]
 
 
 def _load_example(relative: str) -> ModuleType:

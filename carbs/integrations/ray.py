@@ -47,8 +47,8 @@ from carbs.integrations._ray_space import PATH_DELIMITER, convert_ray_search_spa
 from carbs.optimizer import serialization
 from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.loop import CARBS
-from carbs.optimizer.space import Param
-from carbs.optimizer.types import SUGGESTION_ID_DICT_KEY, ObservationInParam
+from carbs.optimizer.space import Param, SearchSpace, SpaceError
+from carbs.optimizer.types import SUGGESTION_ID_DICT_KEY, ObservationInParam, SuggestionInBasic
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,17 @@ class CARBSSearcher(Searcher):
             middle of each range.
         basic_span: for a converted ``param_space``, how many basic units a
             range spans (larger = smaller steps).
+        points_to_evaluate: configs to run first, before CARBS's own
+            suggestions, as Tune hands them to trials (nested dicts, or flat
+            ``"optim/lr"`` names). Parameters a point leaves out take their
+            search center; values are rounded to the parameter's grid.
+        evaluated_rewards: the metric values the ``points_to_evaluate``
+            already obtained, one per point: they are then recorded as
+            observations instead of being run. A number has no cost, and
+            counts as cost 1 (with a warning); a result dict such as
+            ``{"loss": 0.3, "time_total_s": 41.0}`` gives the cost as a
+            finished trial's result does. Other points to add at any time:
+            :meth:`add_evaluated_point`.
     """
 
     def __init__(
@@ -93,8 +104,11 @@ class CARBSSearcher(Searcher):
         carbs_params: CARBSParams | None = None,
         search_center: Mapping[str, Any] | None = None,
         basic_span: float = DEFAULT_BASIC_SPAN,
+        points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+        evaluated_rewards: Sequence[Any] | None = None,
     ) -> None:
         _check_metric_mode(metric, mode)
+        points = _check_points(points_to_evaluate, evaluated_rewards)
         if cost_metric is not None and (not isinstance(cost_metric, str) or not cost_metric):
             raise ValueError(f"cost_metric must be a non-empty string or None, got {cost_metric!r}")
         if carbs_params is not None and not isinstance(carbs_params, CARBSParams):
@@ -122,6 +136,11 @@ class CARBSSearcher(Searcher):
         # Tune trial id -> {"input": CARBS values, "started": epoch seconds}.
         self._live: dict[str, dict[str, Any]] = {}
         self._warned_cost_metric = False
+        # Points not yet handed to the optimizer: with rewards they become
+        # observations, without they are the first suggestions.
+        self._points: list[dict[str, Any]] = points
+        self._rewards: list[Any] | None = None if evaluated_rewards is None else list(evaluated_rewards)
+        self._check_points_fit()
 
     # -- the optimizer ---------------------------------------------------------
     @property
@@ -152,6 +171,20 @@ class CARBSSearcher(Searcher):
                 )
             config = replace(self._carbs_params, better_direction_sign=sign)
             self._carbs = CARBS(config, self._params)
+            if self._rewards is not None:
+                points, rewards = self._points, self._rewards
+                self._points, self._rewards = [], None
+                for point, reward in zip(points, rewards):
+                    result = dict(reward) if isinstance(reward, Mapping) else {self._metric: reward}
+                    cost = self._result_cost(result)
+                    if cost is None and not isinstance(reward, Mapping):
+                        logger.warning(
+                            "evaluated_rewards give no cost; the point %s counts as cost 1 (pass "
+                            "result dicts with %r to give one)",
+                            point,
+                            self._cost_metric or _TIME_KEY,
+                        )
+                    self._observe_evaluated(point, result, cost or 1.0, error=False)
         return self._carbs
 
     # -- Searcher interface ------------------------------------------------------
@@ -174,6 +207,7 @@ class CARBSSearcher(Searcher):
             )
             if self._params is None:
                 self._params, self._codecs, self._space_from_tune = params, codecs, True
+                self._check_points_fit()
             elif not self._space_from_tune:
                 # Native params and a param_space: Tune reports the space was given twice.
                 return False
@@ -198,10 +232,20 @@ class CARBSSearcher(Searcher):
             )
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        """A new config for ``trial_id``, remembered as pending until it completes."""
+        """A new config for ``trial_id``, remembered as pending until it completes.
+
+        The ``points_to_evaluate`` come first, in order.
+        """
         opt = self._optimizer()
-        suggestion = opt.suggest(suggestion_id=trial_id).suggestion
-        values = {k: v for k, v in suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
+        if self._points:
+            values = self._carbs_values(self._points[0], "points_to_evaluate[0]")
+            row = opt._param_space_real_to_basic_space_real(values)
+            values = opt._basic_space_to_param_space(row)  # rounded as CARBS models it
+            opt._remember_suggestion(dict(values), SuggestionInBasic(row), trial_id)
+            self._points.pop(0)
+        else:
+            suggestion = opt.suggest(suggestion_id=trial_id).suggestion
+            values = {k: v for k, v in suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
         self._live[trial_id] = {"input": values, "started": time.time()}
         flat = {name: self._codecs.get(name, IDENTITY).from_carbs(v) for name, v in values.items()}
         return _unflatten(flat)
@@ -233,6 +277,93 @@ class CARBSSearcher(Searcher):
         )
         opt.observe(observation)
 
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+        *,
+        cost: float | None = None,
+    ) -> None:
+        """Record a config evaluated outside this search (Ray's ``Searcher`` method).
+
+        ``parameters`` is a config as Tune hands it to a trial; parameters it
+        leaves out take their search center. ``error`` records a failure. A
+        ``pruned`` point counts as a success at ``value``, as a trial stopped
+        by a scheduler does; ``intermediate_values`` are not used (CARBS
+        learns from final results). ``cost`` (a number > 0) is what the run
+        cost, in the unit of the other trials' costs; 1 if not given.
+        """
+        self._optimizer()
+        if cost is not None and positive_cost(cost) is None:
+            raise ValueError(f"add_evaluated_point: cost must be a number > 0, got {cost!r}")
+        self._observe_evaluated(dict(parameters), {str(self._metric): value}, cost or 1.0, error)
+
+    def _observe_evaluated(
+        self, point: dict[str, Any], result: dict[str, Any], cost: float, error: bool
+    ) -> None:
+        opt = self._optimizer()
+        values = self._carbs_values(point, "evaluated point")
+        value = _finite_number(result.get(self._metric)) if self._metric else None
+        opt.observe(
+            ObservationInParam(
+                input=values,
+                output=math.nan if value is None else value,
+                cost=cost,
+                is_failure=bool(error) or value is None,
+            )
+        )
+
+    def _check_points_fit(self) -> None:
+        """Once the space is known, raise now for a point that does not fit it (not mid-run)."""
+        if self._params is None:
+            return
+        space = SearchSpace(self._params)
+        for i, point in enumerate(self._points):
+            what = f"points_to_evaluate[{i}]"
+            try:
+                space.to_basic(self._carbs_values(point, what), what=what)
+            except SpaceError as e:
+                raise ValueError(f"{what}: {e}") from None
+
+    def _carbs_values(self, config: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """A Tune config (nested or with flat ``a/b`` names) as CARBS values, centers filling gaps."""
+        params = self._params or []
+        names = {p.name for p in params}
+        flat: dict[str, Any] = {}
+        unknown: list[str] = []
+
+        def walk(node: Mapping[str, Any], prefix: str) -> None:
+            for key, value in node.items():
+                path = f"{prefix}{key}"
+                if path in names:
+                    flat[path] = value
+                elif isinstance(value, Mapping):
+                    walk(value, path + PATH_DELIMITER)
+                else:
+                    unknown.append(path)
+
+        if not isinstance(config, Mapping):
+            raise ValueError(f"{what} must be a dict of parameter values, got {config!r}")
+        walk(config, "")
+        if unknown:
+            raise ValueError(
+                f"{what} names unknown parameter(s) {sorted(unknown)}; the searched parameters "
+                f"are {sorted(names)}"
+            )
+        values: dict[str, Any] = {}
+        for p in params:
+            if p.name not in flat:
+                values[p.name] = p.search_center
+                continue
+            try:
+                values[p.name] = self._codecs.get(p.name, IDENTITY).to_carbs(flat[p.name])
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{what}: parameter {p.name!r}: {e}") from None
+        return values
+
     def forget_pending_trials(self) -> list[str]:
         """Drop every trial still running when the state was saved; returns their ids.
 
@@ -250,6 +381,13 @@ class CARBSSearcher(Searcher):
 
     def _cost(self, trial_id: str, result: dict[str, Any] | None, started: float) -> float:
         result = result or {}
+        cost = self._result_cost(result)
+        if cost is not None:
+            return cost
+        return max(time.time() - started, _MIN_COST)
+
+    def _result_cost(self, result: Mapping[str, Any]) -> float | None:
+        """The cost a result reports: ``cost_metric``, else ``time_total_s``, else ``None``."""
         if self._cost_metric is not None:
             cost = positive_cost(result.get(self._cost_metric))
             if cost is not None:
@@ -257,15 +395,11 @@ class CARBSSearcher(Searcher):
             if not self._warned_cost_metric:
                 self._warned_cost_metric = True
                 logger.warning(
-                    "trial %s reported no positive %r; using its %s as the cost instead",
-                    trial_id,
+                    "a result without a positive %r; using its %s as the cost instead",
                     self._cost_metric,
                     _TIME_KEY,
                 )
-        cost = positive_cost(result.get(_TIME_KEY))
-        if cost is not None:
-            return cost
-        return max(time.time() - started, _MIN_COST)
+        return positive_cost(result.get(_TIME_KEY))
 
     # -- persistence ---------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -282,6 +416,8 @@ class CARBSSearcher(Searcher):
             "codecs": {name: codec.kind for name, codec in self._codecs.items()},
             "carbs": None if self._carbs is None else self._carbs.get_state_dict(),
             "live_trials": self._live,
+            "points_to_evaluate": self._points,
+            "evaluated_rewards": self._rewards,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -307,6 +443,9 @@ class CARBSSearcher(Searcher):
             carbs_state = state["carbs"]
             self._carbs = None if carbs_state is None else CARBS.load_state_dict(carbs_state)
             self._live = {str(k): dict(v) for k, v in state["live_trials"].items()}
+            self._points = [dict(p) for p in state.get("points_to_evaluate", [])]
+            rewards = state.get("evaluated_rewards")
+            self._rewards = None if rewards is None else list(rewards)
         except (KeyError, TypeError, AttributeError) as e:
             raise serialization.StateError(
                 f"CARBSSearcher state is malformed: {type(e).__name__}: {e}"
@@ -337,6 +476,28 @@ def _finite_number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _check_points(points: Any, rewards: Any) -> list[dict[str, Any]]:
+    """Validate ``points_to_evaluate`` / ``evaluated_rewards``; return the points as dicts."""
+    if points is None:
+        if rewards is not None:
+            raise ValueError("evaluated_rewards needs points_to_evaluate: the points they were obtained at")
+        return []
+    if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, Sequence):
+        raise ValueError(f"points_to_evaluate must be a list of config dicts, got {points!r}")
+    for i, p in enumerate(points):
+        if not isinstance(p, Mapping):
+            raise ValueError(f"points_to_evaluate[{i}] must be a config dict, got {p!r}")
+    if rewards is not None:
+        if isinstance(rewards, (str, bytes, Mapping)) or not isinstance(rewards, Sequence):
+            raise ValueError(f"evaluated_rewards must be a list, got {rewards!r}")
+        if len(rewards) != len(points):
+            raise ValueError(
+                f"evaluated_rewards has {len(rewards)} values for {len(points)} points_to_evaluate; "
+                "give one per point"
+            )
+    return [dict(p) for p in points]
 
 
 def _check_metric_mode(metric: Any, mode: Any) -> None:
