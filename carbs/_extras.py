@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-DISTRIBUTION = "carbs"
+# The import name is `carbs` (code written for the reference implementation
+# imports it), but on PyPI `carbs` belongs to an unrelated project.
+DISTRIBUTION = "carbs-tuner"
 
 
 def install_command(extra: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Union
 import numpy as np
 from scipy.special import log_ndtr, ndtr
 
+from carbs._extras import require
 from carbs.optimizer.acquisition import log_expected_improvement
 from carbs.optimizer.config import (
     CARBSParams,
@@ -223,14 +224,9 @@ def get_pareto_curve_plot(
 
     With ``save_dir`` the figure is written to ``<save_dir>/pareto_curve_<obs_count>.png``
     and that path returned; otherwise it stays on matplotlib's current figure
-    and ``None`` is returned. Needs matplotlib (``pip install 'carbs[plot]'``).
+    and ``None`` is returned. Needs matplotlib (``pip install 'carbs-tuner[plot]'``).
     """
-    try:
-        from matplotlib import pyplot as plt
-    except ImportError as e:
-        from carbs._install import install_hint
-
-        raise ImportError(f"get_pareto_curve_plot needs matplotlib: {install_hint('plot')}") from e
+    plt: Any = require("matplotlib.pyplot", library="matplotlib", extra="plot", what="get_pareto_curve_plot")
     if obs_count is None:
         obs_count = len(observations)
     plt.clf()
@@ -261,13 +257,7 @@ def get_pareto_curve_plot(
 
 # -- Weights & Biases -------------------------------------------------------------------------
 def _wandb_api() -> Any:
-    try:
-        import wandb
-    except ImportError as e:
-        from carbs._install import install_hint
-
-        raise ImportError(f"loading from a W&B run needs wandb: {install_hint('wandb')}") from e
-    return wandb
+    return require("wandb", library="Weights & Biases", extra="wandb", what="loading from a W&B run")
 
 
 def load_observations_from_wandb_run(

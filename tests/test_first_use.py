@@ -76,7 +76,7 @@ def test_plot_and_report_without_matplotlib_say_what_to_install(tmp_path: Path, 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"carbs {command}: error: plotting (carbs plot, carbs report) needs matplotlib")
-    assert lines[0].endswith("install it with: pip install 'carbs[plot]'")
+    assert lines[0].endswith("install it with: pip install 'carbs-tuner[plot]'")
     assert not (tmp_path / "carbs_plots").exists() and not (tmp_path / "carbs_report.html").exists()
 
 
@@ -110,7 +110,7 @@ def test_every_install_command_comes_from_one_place(monkeypatch: pytest.MonkeyPa
 
 
 # Modules being rewritten elsewhere (issue 11), which still spell out their own.
-_NOT_YET = {"carbs/optimizer/loop.py", "carbs/integrations/wandb.py"}
+_NOT_YET = {"carbs/optimizer/loop.py"}
 
 
 def _messages_with_install_commands() -> list[str]:

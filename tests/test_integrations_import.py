@@ -70,6 +70,6 @@ def test_missing_extras_name_the_pip_extra_to_install() -> None:
     )
     assert set(result) == {"ray", "optuna", "wandb", "optimizer"}
     for extra in _HEAVY:
-        assert f"pip install 'carbs[{extra}]'" in str(result[extra]), result[extra]
+        assert f"pip install 'carbs-tuner[{extra}]'" in str(result[extra]), result[extra]
         assert f"carbs.integrations.{extra}" in str(result[extra])
-    assert "pip install 'carbs[wandb]'" in str(result["optimizer"])
+    assert "pip install 'carbs-tuner[wandb]'" in str(result["optimizer"])

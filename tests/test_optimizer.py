@@ -405,5 +405,5 @@ def test_wandb_flag_without_wandb_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     import sys
 
     monkeypatch.setitem(sys.modules, "carbs.integrations.wandb", None)
-    with pytest.raises(ImportError, match=r"pip install 'carbs\[wandb\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'carbs-tuner\[wandb\]'"):
         CARBS(CARBSParams(is_wandb_logging_enabled=True), make_params())

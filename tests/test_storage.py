@@ -171,7 +171,7 @@ def test_unopenable_storage_is_a_clear_error(tmp_path: object) -> None:
 
 def test_missing_postgres_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
-    with pytest.raises(StorageError, match=r"pip install 'carbs\[postgres\]'"):
+    with pytest.raises(StorageError, match=r"pip install 'carbs-tuner\[postgres\]'"):
         Storage("postgresql+psycopg://postgres@127.0.0.1:1/no_driver_here")
 
 

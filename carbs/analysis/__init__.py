@@ -8,7 +8,7 @@ The fitting API needs only numpy and scipy::
     analysis.extrapolate(10 * analysis.observed_cost_range[1]).suggestion
 
 Plots (:mod:`carbs.analysis.plots`) and the HTML report
-(:mod:`carbs.analysis.report`) need matplotlib (``pip install carbs[plot]``).
+(:mod:`carbs.analysis.report`) need matplotlib (``pip install 'carbs-tuner[plot]'``).
 """
 
 from carbs.analysis.analyze import ScalingAnalysis, StudyLike, analyze

@@ -1,4 +1,4 @@
-"""CARBS as an Optuna sampler (``pip install 'carbs[optuna]'``).
+"""CARBS as an Optuna sampler (``pip install 'carbs-tuner[optuna]'``).
 
 Example::
 

@@ -1,4 +1,4 @@
-"""CARBS as a Ray Tune searcher (``pip install 'carbs[ray]'``).
+"""CARBS as a Ray Tune searcher (``pip install 'carbs-tuner[ray]'``).
 
 Example::
 

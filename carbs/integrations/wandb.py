@@ -1,4 +1,4 @@
-"""Logging a CARBS search to Weights & Biases (``pip install 'carbs[wandb]'``).
+"""Logging a CARBS search to Weights & Biases (``pip install 'carbs-tuner[wandb]'``).
 
 Three ways to use it:
 
@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from carbs._extras import install_command
 from carbs.integrations._extras import missing_extra
 
 try:
@@ -263,7 +264,7 @@ class WandbLogger:
         except ImportError:
             if not self._warned_plot:
                 self._warned_plot = True
-                logger.warning("the Pareto plot needs matplotlib (pip install 'carbs[plot]'); skipped")
+                logger.warning("the Pareto plot needs matplotlib (%s); skipped", install_command("plot"))
             return None
         return wandb.Image(Image.open(io.BytesIO(png)), caption="Pareto front")
 

@@ -60,7 +60,7 @@ class CARBSParams:
         is_expected_improvement_pareto_value_clamped: clamp the Pareto value at a
             random cost threshold, which pushes the search toward higher cost.
         outstanding_suggestion_estimator: how pending suggestions are filled in.
-        is_wandb_logging_enabled: log to Weights & Biases (needs ``carbs[wandb]``).
+        is_wandb_logging_enabled: log to Weights & Biases (needs ``carbs-tuner[wandb]``).
         is_saved_on_every_observation: write the state to ``checkpoint_dir`` after
             every observation.
         checkpoint_dir: where automatic checkpoints go.

@@ -660,7 +660,7 @@ class CARBS(ReferenceAPI):
             from carbs.integrations.wandb import WandbLogger
         except ImportError as e:
             raise ImportError(
-                "is_wandb_logging_enabled=True needs Weights & Biases: pip install 'carbs[wandb]'"
+                "is_wandb_logging_enabled=True needs Weights & Biases: pip install 'carbs-tuner[wandb]'"
             ) from e
         run_config = {**self.config.to_dict(), "params": [p.to_dict() for p in self.params]}
         self._wandb = WandbLogger.from_params(self.config.wandb_params, run_config)

@@ -6,7 +6,7 @@ sampler rebuilds CARBS from the trials in storage for every new trial, so
 more workers can join by running this script again against the same
 storage::
 
-    pip install 'carbs[optuna]'
+    pip install 'carbs-tuner[optuna]'
     python examples/optuna/optuna_carbs.py --storage sqlite:///sweep.db --trials 30 &
     python examples/optuna/optuna_carbs.py --storage sqlite:///sweep.db --trials 30
 

@@ -6,7 +6,7 @@ and the cost is ``width * epochs`` (reported by the trainable, as one would
 report FLOPs or tokens). Two trials run at a time; CARBS keeps the running
 ones as pending suggestions so they are not suggested twice.
 
-Run it (``pip install 'carbs[ray]'``)::
+Run it (``pip install 'carbs-tuner[ray]'``)::
 
     python examples/ray_tune/tune_carbs.py --trials 24 --storage ray_results
 """

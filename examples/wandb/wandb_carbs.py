@@ -8,7 +8,7 @@ chose is plotted once more.
 
 Runs offline unless ``--online`` is given (then ``wandb login`` first)::
 
-    pip install 'carbs[wandb,plot]'
+    pip install 'carbs-tuner[wandb,plot]'
     python examples/wandb/wandb_carbs.py --runs 30
     wandb sync wandb/offline-run-*      # upload later, if wanted
 """
