@@ -121,3 +121,23 @@ def test_default_cost_is_checked_and_used() -> None:
     study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=2)
     costs = [o.cost for o in timed.optimizer_for(study).success_observations]
     assert all(c < 1.0 for c in costs)
+
+
+def test_pareto_set_speaks_the_objective_s_values() -> None:
+    import optuna
+
+    sampler = CARBSSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        drop = trial.suggest_float("drop", 0.0, 0.5, step=0.05)
+        epochs = trial.suggest_int("epochs", 1, 9, step=2)
+        trial.set_user_attr("cost", float(epochs))
+        return (drop - 0.2) ** 2 + 1 / epochs
+
+    study.optimize(objective, n_trials=8)
+    front = sampler.pareto_set(study)
+    ran = {(round(t.params["drop"], 9), t.params["epochs"]) for t in study.trials}
+    assert front and all((round(p.input["drop"], 9), p.input["epochs"]) in ran for p in front)
+    assert all(repr(p.input["drop"]) == repr(round(p.input["drop"], 2)) for p in front)  # 0.3, not 0.30000000000000004
+    assert [p.cost for p in front] == sorted(p.cost for p in front)

@@ -23,6 +23,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -89,8 +90,9 @@ class ValueCodec:
         if self.kind == "json":
             return json.loads(value)
         if self.kind == "grid":
-            host = self.low + int(value) * self.step
-            return int(round(host)) if self.integer else float(host)
+            # In decimal, so that 0 + 6 * 0.05 is 0.3 as written, not 0.30000000000000004.
+            host = Decimal(repr(self.low)) + int(value) * Decimal(repr(self.step))
+            return int(host) if self.integer else float(host)
         return value
 
 

@@ -62,7 +62,7 @@ from carbs.integrations._optuna_space import distribution_from_param, param_from
 from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.loop import CARBS
 from carbs.optimizer.space import Param, SearchSpace, SpaceError
-from carbs.optimizer.types import ObservationInParam, SuggestionInBasic
+from carbs.optimizer.types import ObservationInParam, ParetoPoint, SuggestionInBasic
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +258,21 @@ class CARBSSampler(BaseSampler):
                 )
             params, codecs = self._params_for(space)
         return self._rebuild(study, params, codecs, current=trial_count)
+
+    def pareto_set(self, study: Study) -> list[ParetoPoint]:
+        """The study's performance-cost Pareto set, cheapest first, in the objective's own values.
+
+        Unlike ``optimizer_for(study).get_pareto_set()``, whose inputs are
+        CARBS's (a stepped range such as ``step=0.05`` is searched by its
+        position on the grid), the inputs here are what the trials received.
+        """
+        opt = self.optimizer_for(study)
+        space = self._fixed_space if self._fixed is not None else self._inferred_space(study)
+        _, codecs = self._params_for(space)
+        return [
+            replace(point, input={k: codecs[k].from_carbs(v) for k, v in point.input.items()})
+            for point in opt.get_pareto_set()
+        ]
 
     def _rebuild(
         self,
