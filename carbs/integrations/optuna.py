@@ -9,7 +9,7 @@ Example::
         lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
         width = trial.suggest_int("width", 16, 1024, log=True)
         loss, seconds = train(lr, width)
-        trial.set_user_attr("cost", seconds)   # optional: else the trial's duration
+        trial.set_user_attr("cost", seconds)   # optional: else default_cost (see CARBSSampler)
         return loss
 
     study = optuna.create_study(direction="minimize", sampler=CARBSSampler(seed=0),
