@@ -117,11 +117,11 @@ def test_random_phase_samples_around_the_center() -> None:
         ),
         (
             ObservationInParam({"lr": 1e-3, "width": 64, "epochs": 5, "dropout": 0.1, "opt": "adam"}, 1.0, cost=0),
-            r"observation.cost must be finite and > 0, got 0",
+            r"observation.cost must be finite and > 0 \(or 0 for a failure\), got 0",
         ),
         (
             ObservationInParam({"lr": 1e-3, "width": 64, "epochs": 5, "dropout": 0.1, "opt": "adam"}, 1.0, cost=math.inf),
-            r"observation.cost must be finite and > 0, got inf",
+            r"observation.cost must be finite and > 0 \(or 0 for a failure\), got inf",
         ),
         (
             ObservationInParam({"lr": 1e-3, "width": 64, "epochs": 5, "dropout": 0.1, "opt": "adam"}, "bad"),  # type: ignore[arg-type]

@@ -141,3 +141,23 @@ def test_pareto_set_speaks_the_objective_s_values() -> None:
     assert front and all((round(p.input["drop"], 9), p.input["epochs"]) in ran for p in front)
     assert all(repr(p.input["drop"]) == repr(round(p.input["drop"], 2)) for p in front)  # 0.3, not 0.30000000000000004
     assert [p.cost for p in front] == sorted(p.cost for p in front)
+
+
+def test_constant_objective_repeats_and_reseeding_changes_the_sequence() -> None:
+    import optuna
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("a", 1, 9)
+        trial.suggest_int("f", 1, 9, step=2)
+        trial.suggest_categorical("g", [1, 2, 3])
+        return 0.0  # ties everywhere: the order of equal values must not depend on chance
+
+    def run(sampler: CARBSSampler) -> list[dict[str, object]]:
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(objective, n_trials=8)
+        return [t.params for t in study.trials]
+
+    assert run(CARBSSampler(seed=1)) == run(CARBSSampler(seed=1))
+    reseeded = CARBSSampler(seed=1)
+    reseeded.reseed_rng()
+    assert run(reseeded) != run(CARBSSampler(seed=1))

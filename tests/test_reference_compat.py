@@ -163,10 +163,14 @@ def test_wandb_carbs_replays_other_runs_as_pending_then_observed(carbs_config: C
         assert back == pytest.approx({k: v for k, v in suggestion.items() if k != "suggestion_uuid"})
         if state == "running":
             continue
-        opt.observe(ObservationInParam(input=suggestion, output=objective, cost=cost or 1.0,
+        # A failed run reports no cost: wandb-carbs passes 0 for it.
+        opt.observe(ObservationInParam(input=suggestion, output=objective, cost=cost,
                                        is_failure=state == "failure"))  # fmt: skip
     assert list(opt.outstanding_suggestions) == ["run-c"]
     assert (len(opt.success_observations), len(opt.failure_observations)) == (1, 1)
+    assert CARBS.load_from_string(opt.serialize()).failure_observations[0].cost == 0.0
+    with pytest.raises(ValueError, match="observation.cost"):  # a success needs a real cost
+        opt.observe(ObservationInParam(input={"p1": 0.01, "p2": 0, "p3": 0.5}, output=1.0, cost=0))
     # run-b had only p1 in its config: the others were taken at their search centers.
     failed = opt._basic_space_to_param_space(opt.failure_observations[0].real_number_input)
     assert failed == pytest.approx({"p1": 0.005, "p2": 0.0, "p3": 0.5})

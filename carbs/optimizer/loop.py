@@ -293,7 +293,7 @@ class CARBS(ReferenceAPI):
                     basic = opt._stored_basic(o, field)
                     output = serialization.decode_float(o["output"], f"{field}.output")
                     cost = serialization.decode_float(o["cost"], f"{field}.cost")
-                    if not (math.isfinite(cost) and cost > 0 and (failed or math.isfinite(output))):
+                    if not (math.isfinite(cost) and (cost > 0 or (failed and cost == 0)) and (failed or math.isfinite(output))):
                         raise serialization.StateError(f"state field {field!r}: bad output {output!r} or cost {cost!r}")
                     target = opt.failure_observations if failed else opt.success_observations
                     target.append(ObservationInBasic(basic, output, cost, o.get("suggestion_id")))
@@ -422,8 +422,8 @@ class CARBS(ReferenceAPI):
             output = math.nan
         if not _is_number(cost):
             raise ValueError(f"observation.cost must be a number, got {cost!r}")
-        if not (math.isfinite(float(cost)) and float(cost) > 0):
-            raise ValueError(f"observation.cost must be finite and > 0, got {cost!r}")
+        if not (math.isfinite(float(cost)) and (float(cost) > 0 or (obs.is_failure and float(cost) == 0))):
+            raise ValueError(f"observation.cost must be finite and > 0 (or 0 for a failure), got {cost!r}")
         uid = obs.input.get(SUGGESTION_ID_DICT_KEY)
         return ObservationInBasic(basic, float(output), float(cost), None if uid is None else str(uid))
 
