@@ -455,16 +455,18 @@ def test_tuner_runs_points_to_evaluate_first_and_learns_from_evaluated_ones(
     searcher.add_evaluated_point({"lr": 1e-3, "depth": 1}, _loss({"lr": 1e-3, "depth": 1}), cost=1.0)
     grid = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=5, max_concurrent_trials=1),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=4, max_concurrent_trials=1, reuse_actors=True
+        ),
         run_config=tune.RunConfig(name="carbs_points", storage_path=str(tmp_path), verbose=0),
     ).fit()
     results = [grid[i] for i in range(len(grid))]
-    assert len(results) == 5 and all(r.error is None for r in results)
+    assert len(results) == 4 and all(r.error is None for r in results)
     assert searcher.handed_out[:2] == [{"lr": pytest.approx(0.03), "depth": 6}, {"lr": pytest.approx(2e-4), "depth": 2}]
     ran = sorted((r.config["depth"], r.config["lr"]) for r in results if r.config)
     assert ran == sorted((c["depth"], c["lr"]) for c in searcher.handed_out if c)
     opt = searcher.carbs
-    assert opt is not None and opt.observation_count == 6 and not opt.outstanding_suggestions
+    assert opt is not None and opt.observation_count == 5 and not opt.outstanding_suggestions
     assert sorted(o.cost for o in opt.success_observations)[:2] == [1.0, 1.0]
 
 
