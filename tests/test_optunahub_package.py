@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carbs._install import DISTRIBUTION
+from carbs._extras import DISTRIBUTION
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "optunahub-package"
