@@ -15,7 +15,7 @@ DISTRIBUTION = "carbs-tuner"
 
 
 def install_command(extra: str) -> str:
-    """The shell command that installs an extra, e.g. ``pip install 'carbs[plot]'``."""
+    """The shell command that installs an extra, e.g. ``pip install 'carbs-tuner[plot]'``."""
     return f"pip install '{DISTRIBUTION}[{extra}]'"
 
 
