@@ -85,7 +85,7 @@ def test_postgres_storage_without_its_driver_says_what_to_install(tmp_path: Path
     assert done.returncode == EXIT_MISSING_EXTRA, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("carbs status: error: PostgreSQL storage needs psycopg")
-    assert lines[0].endswith("install it with: pip install 'carbs[postgres]'")
+    assert lines[0].endswith("install it with: pip install 'carbs-tuner[postgres]'")
 
 
 def test_every_install_command_comes_from_one_place(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add the ``dashboard`` command to the ``carbs`` CLI."""
     p = subparsers.add_parser(
-        "dashboard", help="watch studies live in the browser (needs carbs[dashboard])",
+        "dashboard", help="watch studies live in the browser (needs carbs-tuner[dashboard])",
         description="Serve the studies of a storage as web pages that update while sweeps "
                     "run: progress, the Pareto front, scaling laws, failures and every trial. "
                     "Read-only. Binds to 127.0.0.1 unless --host says otherwise; any other "
