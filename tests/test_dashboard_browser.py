@@ -117,8 +117,7 @@ def test_pages_load_offline_without_errors(server: str, storage_url: str, watche
     assert page.locator("#curves-section").is_hidden()
     page.goto(server + "studies/live/trials/7")
     page.wait_for_selector("#trial-state")
-    assert page.locator("#trial-state").inner_text() == finished[7] or finished[7] in \
-        page.locator("#trial-state").inner_text()
+    assert page.locator("#trial-state").inner_text().startswith(finished[7])
     assert "lr" in page.locator("main").inner_text()
     assert watched.errors == []
     outside = [u for u in watched.requests if not u.startswith(server) and not u.startswith("data:")]
@@ -129,7 +128,8 @@ def test_hover_shows_parameters_and_click_opens_the_trial(server: str, watched: 
     page = watched.page
     page.goto(server + "studies/live")
     page.wait_for_function("window.carbsDashboard && window.carbsDashboard.drawn")
-    point = page.locator("#pareto .scatterlayer .trace").first.locator("path.point").nth(5)
+    # A point of the front: always inside the plotted range (outliers of the cloud may not be).
+    point = page.locator("#pareto .scatterlayer .trace").nth(1).locator("path.point").nth(3)
     box = point.bounding_box()
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
