@@ -122,6 +122,10 @@ def test_pages_load_offline_without_errors(server: str, storage_url: str, watche
     assert watched.errors == []
     outside = [u for u in watched.requests if not u.startswith(server) and not u.startswith("data:")]
     assert outside == [], f"the dashboard reached beyond its server: {outside[:5]}"
+    # A study that does not exist says so (and stops asking).
+    page.goto(server + "studies/nope")
+    page.wait_for_selector("#not-found")
+    assert "no study named 'nope'" in page.locator("#not-found").inner_text()
 
 
 def test_hover_shows_parameters_and_click_opens_the_trial(server: str, watched: Watched) -> None:

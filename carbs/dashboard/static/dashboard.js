@@ -72,7 +72,11 @@
     const r = await fetch(path, { credentials: "same-origin", cache: "no-store" });
     let body = null;
     try { body = await r.json(); } catch (e) { body = null; }
-    if (!r.ok) throw new Error((body && body.error) || `${r.status} ${r.statusText}`);
+    if (!r.ok) {
+      const err = new Error((body && body.error) || `${r.status} ${r.statusText}`);
+      err.status = r.status;
+      throw err;
+    }
     return body;
   }
   const enc = encodeURIComponent;
@@ -111,6 +115,12 @@
       try {
         await fn();
       } catch (e) {
+        if (e.status === 404) {
+          // No such study or trial: say so once, there is nothing to poll for.
+          document.querySelector("main").replaceChildren(el("div", { class: "error", id: "not-found" }, e.message));
+          setLive(false, "not found");
+          return;
+        }
         setLive(false, `disconnected: ${e.message}`);
       }
       setTimeout(loop, POLL_MS);
@@ -623,13 +633,7 @@
     poll(async () => {
       if (done) return;
       let t;
-      try {
-        t = await api(`/api/studies/${enc(name)}/trials/${number}`);
-      } catch (e) {
-        document.getElementById("trial").replaceChildren(el("div", { class: "error" }, e.message));
-        done = true;
-        return;
-      }
+      t = await api(`/api/studies/${enc(name)}/trials/${number}`);
       const parts = [
         el("div", { class: "cards" },
           card("state", el("span", { class: `state-${t.state}` }, t.state + (t.fail_kind ? ` (${t.fail_kind})` : "")), "trial-state"),
