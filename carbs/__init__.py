@@ -39,6 +39,10 @@ _LAZY = {
     "load_study": "carbs.study",
     "Study": "carbs.study",
     "report": "carbs.reporting",
+    "current_trial": "carbs.study",
+    "Trial": "carbs.study",
+    "TrialPruned": "carbs.study",
+    "EarlyStopping": "carbs.stopping",
 }
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "SUGGESTION_ID_DICT_KEY",
     "CARBSParams",
     "ChoiceSpace",
+    "EarlyStopping",
     "LinearSpace",
     "LogSpace",
     "LogitSpace",
@@ -62,9 +67,12 @@ __all__ = [
     "Study",
     "SuggestOutput",
     "SuggestionInBasic",
+    "Trial",
+    "TrialPruned",
     "WandbLoggingParams",
     "__version__",
     "create_study",
+    "current_trial",
     "load_study",
     "report",
 ]
@@ -130,7 +138,8 @@ if TYPE_CHECKING:  # pragma: no cover - the same names, for type checkers
         SuggestOutput,
     )
     from carbs.reporting import report
-    from carbs.study import Study, create_study, load_study
+    from carbs.stopping import EarlyStopping
+    from carbs.study import Study, Trial, TrialPruned, create_study, current_trial, load_study
     from carbs.utils import (
         CARBS_CHECKPOINT_PREFIX,
         CARBS_CHECKPOINT_SUFFIX,

@@ -30,6 +30,7 @@ from carbs.optimizer.space import (
     ParamSpace,
     SpaceError,
 )
+from carbs.stopping import EarlyStopping
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ _TOP_KEYS = (
     "workdir",
     "log_dir",
     "fail_fast",
+    "early_stopping",
 )
 _BUDGET_KEYS = ("trials", "cost", "time")
 _HEARTBEAT_KEYS = ("interval", "grace")
@@ -131,6 +133,7 @@ class SweepConfig:
         log_dir: directory for per-trial stdout/stderr files (``None``: not kept).
         fail_fast: stop after this many consecutive trials fail for the same reason
             while none has succeeded (``0``: never).
+        early_stopping: the stopping rule (``None``: trials always run to the end).
         source: the file the config came from.
         warnings: problems worth telling the user that do not stop the sweep.
     """
@@ -154,6 +157,7 @@ class SweepConfig:
     workdir: str = field(default_factory=os.getcwd)
     log_dir: str | None = None
     fail_fast: int = DEFAULT_FAIL_FAST
+    early_stopping: EarlyStopping | None = None
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -182,6 +186,9 @@ class SweepConfig:
             "workdir": self.workdir,
             "log_dir": self.log_dir,
             "fail_fast": self.fail_fast,
+            "early_stopping": (
+                self.early_stopping.to_dict() if self.early_stopping is not None else None
+            ),
         }
 
 
@@ -507,6 +514,15 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
                 raise SweepConfigError(f"settings.{key} is set with the top-level key {top!r}")
         _check_keys("settings", settings, allowed)
 
+    early_stopping = None
+    if data.get("early_stopping") is not None:
+        raw = _mapping("early_stopping", data["early_stopping"])
+        _check_keys("early_stopping", raw, tuple(EarlyStopping.__dataclass_fields__))
+        try:
+            early_stopping = EarlyStopping.from_dict(raw)
+        except (TypeError, ValueError) as e:
+            raise SweepConfigError(str(e)) from None
+
     seed = _integer("seed", data["seed"], minimum=0) if "seed" in data else 0
     config = SweepConfig(
         name=name,
@@ -535,6 +551,7 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
         ),
         fail_fast=_integer("fail_fast", data["fail_fast"], minimum=0) if "fail_fast" in data
         else DEFAULT_FAIL_FAST,
+        early_stopping=early_stopping,
         source=source,
         warnings=warnings,
     )

@@ -251,3 +251,33 @@ def test_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert len(study.trials) == 6 and "Pareto set" in capsys.readouterr().out
     # A second run (another worker, or later) continues the same study.
     assert len(example.main(storage=url, trials=2, seed=1).trials) == 8
+
+
+# -- pruners --------------------------------------------------------------------------------
+def test_sampler_works_with_optunas_pruners_and_pruned_trials_are_failures() -> None:
+    params = [Param("x", LinearSpace(min=0.0, max=4.0, scale=1.0), search_center=1.0)]
+    sampler = CARBSSampler(params, carbs_params=CARBSParams(num_random_samples=4), seed=0)
+    study = optuna.create_study(
+        sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=3)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 4.0)
+        value = math.inf
+        for step in range(1, 9):
+            value = (x - 0.5) ** 2 + 1.0 / step
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        trial.set_user_attr("cost", 8.0)
+        return value
+
+    study.optimize(objective, n_trials=20)
+    states = [t.state for t in study.trials]
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned and TrialState.COMPLETE in states and TrialState.FAIL not in states
+    for t in pruned:
+        assert t.intermediate_values and max(t.intermediate_values) < 8
+    opt = sampler.optimizer_for(study)
+    assert len(opt.failure_observations) == len(pruned)
+    assert len(opt.success_observations) == states.count(TrialState.COMPLETE)

@@ -392,6 +392,35 @@ def test_tuner_runs_concurrent_trials_then_restores_and_continues(
     assert all((more[i].config or {}).get("tag") == "fixed" for i in range(2))
 
 
+def test_searcher_runs_under_asha_and_records_stopped_trials_at_their_cost(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    def trainable(config: dict[str, Any]) -> None:
+        for step in range(1, 9):
+            tune.report({"loss": (config["x"] - 0.2) ** 2 + 1.0 / step, "step": step})
+
+    searcher = CARBSSearcher(cost_metric="step", carbs_params=CARBSParams(seed=2))
+    grid = tune.Tuner(
+        trainable,
+        param_space={"x": tune.uniform(0.0, 4.0)},
+        tune_config=tune.TuneConfig(
+            metric="loss", mode="min", search_alg=searcher, num_samples=10,
+            max_concurrent_trials=2,
+            scheduler=ASHAScheduler(time_attr="step", max_t=8, grace_period=2, reduction_factor=2),
+        ),
+        run_config=tune.RunConfig(name="asha", storage_path=str(tmp_path), verbose=0),
+    ).fit()
+    steps = [grid[i].metrics["step"] for i in range(len(grid))]
+    stopped = sum(1 for s in steps if s < 8)
+    assert 0 < stopped < len(steps)
+    opt = searcher.carbs
+    assert opt is not None and opt.observation_count == 10 and not opt.failure_observations
+    # Tune does not say which trials ASHA stopped: CARBS gets each at the cost it reached.
+    assert sorted(o.cost for o in opt.success_observations) == sorted(float(s) for s in steps)
+
+
 def test_interrupted_experiment_resumes_with_tuner_restore(
     ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

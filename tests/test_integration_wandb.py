@@ -170,22 +170,33 @@ def test_log_study_logs_each_finished_trial_once_in_finishing_order(
         params=[Param("x", LinearSpace(min=0.0, max=4.0, scale=1.0), search_center=1.0)],
         direction="maximize",
     )
-    first, second, third = (study.ask() for _ in range(3))
+    first, second, third, fourth = (study.ask() for _ in range(4))
     logger = WandbLogger(project="carbs-test", dir=str(offline), pareto_plot_every=0)
     assert logger.log_study(study) == 0  # all running
+    for step in (1, 2):
+        second.report(0.3 * step, step, cost=1.5 * step)
     study.tell(second, output=0.7, cost=3.0)
     assert logger.log_study(study) == 1
     study.tell(first, output=0.5, cost=2.0)
     study.tell(third, failed=True, cost=1.0)
-    assert logger.log_study(study) == 2
+    fourth.report(0.1, 0, cost=0.5)
+    study.tell(fourth, pruned=True)
+    assert logger.log_study(study) == 3
     assert logger.log_study(study) == 0
     logger.finish()
-    rows = [r for r in _history(_run_dir(offline)) if "observation_count" in r]
-    assert [r["trial_number"] for r in rows] == [1, 0, 2]
-    assert [r["observation/x"] for r in rows] == [second.params["x"], first.params["x"], third.params["x"]]
-    assert [r["observation/is_failure"] for r in rows] == [0, 0, 1]
-    assert [r["best_observation/output"] for r in rows] == [0.7, 0.7, 0.7]  # maximising
-    assert rows[-1]["cumulative_cost"] == 6.0
+    history = _history(_run_dir(offline))
+    rows = [r for r in history if "observation_count" in r]
+    assert [r["trial_number"] for r in rows] == [1, 0, 2, 3]
+    assert [r["trial_state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAILED", "PRUNED"]
+    assert [r["observation/x"] for r in rows[:3]] == [second.params["x"], first.params["x"], third.params["x"]]
+    assert [r["observation/is_failure"] for r in rows] == [0, 0, 1, 1]
+    curve = [
+        (r["curve/trial_number"], r["curve/step"], r["curve/value"], r["curve/cost"])
+        for r in history if "curve/step" in r
+    ]
+    assert curve == [(1, 1, 0.3, 1.5), (1, 2, 0.6, 3.0), (3, 0, 0.1, 0.5)]
+    assert [r["best_observation/output"] for r in rows] == [0.7, 0.7, 0.7, 0.7]  # maximising
+    assert rows[2]["cumulative_cost"] == 6.0
 
 
 def test_logging_into_an_existing_run_keeps_its_steps_and_leaves_it_open(offline: Path) -> None:

@@ -77,7 +77,7 @@ def test_trials_numbered_finished_and_counted(url: str) -> None:
     with pytest.raises(TrialStateError, match="already COMPLETE"):
         storage.finish_trial(sid, 1, state=TrialState.COMPLETE, output=1.0, cost=1.0)
     assert storage.state_counts(sid) == {
-        TrialState.RUNNING: 1, TrialState.COMPLETE: 1, TrialState.FAILED: 1
+        TrialState.RUNNING: 1, TrialState.COMPLETE: 1, TrialState.FAILED: 1, TrialState.PRUNED: 0
     }
     assert [t.number for t in storage.trials(sid, [TrialState.FAILED])] == [2]
     assert storage.trial(sid, 2).fail_reason == "timed out"

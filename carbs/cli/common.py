@@ -154,8 +154,10 @@ def failure_note(trial: Any) -> str:
     versions).
     """
     from carbs.runner.results import last_line
-    from carbs.storage import FailKind
+    from carbs.storage import FailKind, TrialState
 
+    if trial.state == TrialState.PRUNED:
+        return f"stopped: {trial.fail_reason or 'early'}"
     if trial.fail_kind is None:
         return ""
     reason = trial.fail_reason or ""

@@ -95,7 +95,7 @@ def _list_studies(args: argparse.Namespace) -> int:
         console.print(f"no studies in {storage}")
         return EXIT_OK
     table = Table(title=f"studies in {storage}")
-    for col in ("study", "direction", "metric", "complete", "running", "failed", "best"):
+    for col in ("study", "direction", "metric", "complete", "running", "failed", "pruned", "best"):
         table.add_column(col)
     for record in records:
         study = Study(storage, record)
@@ -106,7 +106,8 @@ def _list_studies(args: argparse.Namespace) -> int:
             best = "-"
         table.add_row(
             study.name, study.direction, study.metric, str(counts[TrialState.COMPLETE]),
-            str(counts[TrialState.RUNNING]), str(counts[TrialState.FAILED]), best,
+            str(counts[TrialState.RUNNING]), str(counts[TrialState.FAILED]),
+            str(counts[TrialState.PRUNED]), best,
         )
     console.print(table)
     return EXIT_OK
@@ -134,6 +135,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"trials: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.RUNNING]} running, "
         f"{counts[TrialState.FAILED]} failed"
     )
+    if counts[TrialState.PRUNED]:
+        line += f", {counts[TrialState.PRUNED]} stopped early"
     if budget.get("trials"):
         line += f"  (budget {budget['trials']})"
     console.print(line)
@@ -142,6 +145,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     if budget.get("cost"):
         cost_line += f" / {fmt_number(budget['cost'], 5)}"
     console.print(cost_line)
+    if counts[TrialState.PRUNED]:
+        pruning = study.pruning_summary(trials)
+        console.print(
+            f"stopped early: {pruning.count} trials spent {fmt_number(pruning.spent, 5)}, "
+            f"saved ~{fmt_number(pruning.saved, 5)} (estimate)"
+        )
+    rule = study.early_stopping
+    if rule is not None:
+        console.print(
+            f"early stopping: on (min_steps {rule.min_steps}, min_completed {rule.min_completed})"
+        )
     if reaped:
         console.print(f"marked FAILED (stale): trials {reaped}")
     try:
@@ -194,7 +208,12 @@ def cmd_trials(args: argparse.Namespace) -> int:
         sys.stdout.write(trials_csv(trials))
         return EXIT_OK
     if args.format == "json":
-        sys.stdout.write(json.dumps([t.to_dict() for t in trials], indent=2) + "\n")
+        curves = study.intermediate_values([t.number for t in trials])
+        rows = [
+            {**t.to_dict(), "curve": [p.to_dict() for p in curves.get(t.number, [])]}
+            for t in trials
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return EXIT_OK
     table = Table(title=f"{study.name}: {len(trials)} trials")
     for col in ("#", "state", study.metric, "cost", "duration", "params", "note"):

@@ -24,6 +24,7 @@ class Snapshot:
     complete: int
     running: int
     failed: int
+    pruned: int
     spent: float
     best: TrialRecord | None
     eta: float | None
@@ -38,6 +39,7 @@ def snapshot(
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.output is not None]
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     failed = sum(1 for t in trials if t.state == TrialState.FAILED)
+    pruned = sum(1 for t in trials if t.state == TrialState.PRUNED)
     spent = sum(t.cost for t in trials if t.cost is not None)
     best = (
         min(complete, key=lambda t: (-sign * float(t.output or 0.0), t.number)) if complete else None
@@ -57,7 +59,8 @@ def snapshot(
     failures = [t for t in trials if t.state == TrialState.FAILED]
     last_failure = max(failures, key=lambda t: t.finished_at or t.started_at) if failures else None
     return Snapshot(
-        len(complete), running, failed, spent, best, min(estimates) if estimates else None, last_failure
+        len(complete), running, failed, pruned, spent, best,
+        min(estimates) if estimates else None, last_failure,
     )
 
 
@@ -81,18 +84,20 @@ class ProgressDisplay:
 
         elapsed = time.monotonic() - self._start
         left = None if self.budget.max_time is None else self.budget.max_time - elapsed
+        trials = self.study.trials()
         snap = snapshot(
-            self.study.trials(), self.study.better_direction_sign, self.budget, elapsed,
-            self.workers, left,
+            trials, self.study.better_direction_sign, self.budget, elapsed, self.workers, left,
         )
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        trials = f"{snap.complete} done, {snap.running} running, {snap.failed} failed"
+        counts = f"{snap.complete} done, {snap.running} running, {snap.failed} failed"
+        if snap.pruned:
+            counts += f", {snap.pruned} stopped early"
         if self.budget.max_trials is not None:
-            trials += f"  (budget {self.budget.max_trials})"
+            counts += f"  (budget {self.budget.max_trials})"
         table.add_row("study", f"{self.study.name}  [{self.study.direction} {self.study.metric}]")
-        table.add_row("trials", trials)
+        table.add_row("trials", counts)
         if snap.best is not None:
             table.add_row(
                 "best",
@@ -108,6 +113,13 @@ class ProgressDisplay:
         if self.budget.max_cost is not None:
             cost += f" / {fmt_number(self.budget.max_cost, 5)}"
         table.add_row("cost", cost)
+        if snap.pruned:
+            pruning = self.study.pruning_summary(trials)
+            table.add_row(
+                "stopped",
+                f"{pruning.count} trials spent {fmt_number(pruning.spent, 4)}, "
+                f"saved ~{fmt_number(pruning.saved, 4)} (estimate)",
+            )
         table.add_row("elapsed", f"{fmt_seconds(elapsed)}   ETA {fmt_seconds(snap.eta)}")
         return table
 

@@ -14,10 +14,16 @@ def results_dict(study: Any) -> dict[str, Any]:
         best = study.best_trial.to_dict()
     except ValueError:
         best = None
+    counts = study.state_counts()
+    pruning = study.pruning_summary()
     return {
         "study": study.name,
         "direction": study.direction,
         "metric": study.metric,
+        "counts": {state.value: n for state, n in counts.items()},
+        "stopped_early": {
+            "trials": pruning.count, "cost_spent": pruning.spent, "cost_saved_estimate": pruning.saved,
+        },
         "best_trial": best,
         "pareto_front": [
             {"params": p.input, "output": p.output, "cost": p.cost, "sample_count": p.sample_count}
@@ -33,10 +39,17 @@ def print_results(study: Any, stream: IO[str]) -> bool:
 
     console = Console(file=stream, highlight=False, soft_wrap=not stream.isatty())
     counts = study.state_counts()
-    console.print(
+    line = (
         f"study {study.name}: {counts[TrialState.COMPLETE]} complete, "
         f"{counts[TrialState.FAILED]} failed, {counts[TrialState.RUNNING]} running"
     )
+    if counts[TrialState.PRUNED]:
+        pruning = study.pruning_summary()
+        line += (
+            f", {pruning.count} stopped early (spent {fmt_number(pruning.spent, 4)}, "
+            f"saved ~{fmt_number(pruning.saved, 4)})"
+        )
+    console.print(line)
     try:
         best = study.best_trial
     except ValueError:

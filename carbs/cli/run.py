@@ -225,7 +225,12 @@ def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console:
     def on_end(record: Any, outcome: Any) -> None:
         if live:
             return
-        if record.fail_kind is None:
+        if outcome.pruned:
+            console.print(
+                f"trial {record.number} PRUNED {study.metric}={fmt_number(record.output)} "
+                f"cost={fmt_number(record.cost, 4)}: {record.fail_reason}"
+            )
+        elif record.fail_kind is None:
             console.print(
                 f"trial {record.number} COMPLETE {study.metric}={fmt_number(record.output)} "
                 f"cost={fmt_number(record.cost, 4)}  {fmt_params(record.params)}"

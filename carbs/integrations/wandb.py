@@ -7,7 +7,10 @@ Three ways to use it:
 * a plain loop: ``logger = WandbLogger(project="sweep", better_direction_sign=-1)``,
   then ``logger.observe(observation)`` after each run and ``logger.finish()``;
 * a study: ``logger.log_study(study)`` logs the observations not logged yet
-  (call it after every trial, or once at the end).
+  (call it after every trial, or once at the end), each followed by its
+  learning curve if the trial reported one (rows ``curve/trial_number``,
+  ``curve/step``, ``curve/value``, ``curve/cost``: plot ``curve/value``
+  against ``curve/cost`` grouped by ``curve/trial_number``).
 
 Each observation row holds the parameters, the output, the cost, whether it
 failed, the best output so far and the cumulative cost; every
@@ -227,9 +230,12 @@ class WandbLogger:
     def log_study(self, study: Study) -> int:
         """Log the finished trials of a carbs ``Study`` not logged yet, in finishing order.
 
-        Call it after every trial or once at the end; returns how many rows
-        were logged. Each row also holds the trial's ``trial_number``. Trials
-        lost to an interruption (``is_informative`` false) are left out.
+        Call it after every trial or once at the end; returns how many trials
+        were logged. Each row also holds the trial's ``trial_number`` and
+        ``trial_state``; a PRUNED (stopped early) trial is a failure to the
+        optimizer, as in the study. A trial's learning curve follows its row,
+        one row per point. Trials lost to an interruption (``is_informative``
+        false) are left out.
         """
         new = [
             t
@@ -237,11 +243,20 @@ class WandbLogger:
             if str(t.state) != "RUNNING" and t.is_informative and t.number not in self._study_logged
         ]
         new.sort(key=lambda t: (t.finished_at is None, t.finished_at or t.started_at, t.number))
+        curves = study.intermediate_values([t.number for t in new]) if new else {}
         for t in new:
             failed = str(t.state) != "COMPLETE" or _number(t.output) is None
             row = _observation_row(t.params, t.output, t.cost, failed)
             row["trial_number"] = t.number
+            row["trial_state"] = str(t.state)
             self.log_observation(row)
+            for point in curves.get(t.number, []):
+                self._log({
+                    "curve/trial_number": t.number,
+                    "curve/step": point.step,
+                    "curve/value": point.value,
+                    "curve/cost": point.cost,
+                })
             self._study_logged.add(t.number)
         return len(new)
 

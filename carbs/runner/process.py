@@ -61,6 +61,7 @@ class ProcessResult:
         returncode: exit code; negative for a signal; ``None`` if it could not start.
         elapsed: wall-clock seconds.
         timed_out / interrupted: it was stopped for running too long / on request.
+        stopped_early: it was stopped because ``should_stop`` said so (early stopping).
         reported: the JSON objects printed on stdout merged in order (later values
             win; at most the 1,000 most recently reported keys), so memory stays
             bounded however many lines the program prints.
@@ -73,6 +74,7 @@ class ProcessResult:
     elapsed: float
     timed_out: bool = False
     interrupted: bool = False
+    stopped_early: bool = False
     reported: dict[str, Any] = field(default_factory=dict)
     bad_json: list[str] = field(default_factory=list)
     stdout_tail: str = ""
@@ -92,8 +94,10 @@ class _Reader(threading.Thread):
         log_file: IO[bytes] | None,
         echo: IO[str] | None,
         on_line: Callable[[str], None] | None = None,
+        on_json: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__(daemon=True)
+        self.on_json = on_json
         self.stream = stream
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self.line_limit = line_limit
@@ -133,6 +137,8 @@ class _Reader(threading.Thread):
             self.bad_json.append(line[:200])
             return
         if isinstance(value, dict):
+            if self.on_json is not None:
+                self.on_json(value)
             for key, item in value.items():
                 # Least recently reported keys go first, so a program that
                 # invents a new key on every line cannot grow memory without
@@ -179,12 +185,21 @@ def run_process(
     kill_grace: float = DEFAULT_KILL_GRACE,
     on_start: Callable[[int], None] | None = None,
     on_stdout_line: Callable[[str], None] | None = None,
+    on_json: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    stop_grace: float | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion, a timeout, or until ``stop`` is set.
 
     Memory stays bounded whatever the program prints: only the last
     ``tail_lines`` lines of each stream and the JSON object lines of stdout are kept;
     ``on_stdout_line`` sees every stdout line (in the reading thread).
+
+    ``on_json`` is called (from a reader thread) with each JSON object line of
+    stdout as it arrives; ``should_stop`` is polled about ten times a second
+    and, when it returns true, the program is stopped (SIGTERM, then SIGKILL
+    after ``stop_grace`` seconds, default ``kill_grace``) and the result is
+    marked ``stopped_early``.
     """
     start = time.monotonic()
     logs: list[IO[bytes]] = []
@@ -214,12 +229,12 @@ def run_process(
         assert proc.stdout is not None and proc.stderr is not None
         out = _Reader(
             proc.stdout, tail_lines, _STDOUT_LINE_LIMIT, True, out_log, sys.stdout if echo else None,
-            on_stdout_line,
+            on_stdout_line, on_json,
         )
         err = _Reader(proc.stderr, tail_lines, _STDERR_LINE_LIMIT, False, err_log, sys.stderr if echo else None)
         out.start()
         err.start()
-        timed_out = interrupted = False
+        timed_out = interrupted = stopped_early = False
         deadline = None if timeout is None else start + timeout
         try:
             while True:
@@ -236,6 +251,10 @@ def run_process(
                     timed_out = True
                     _stop(proc, kill_grace)
                     break
+                if should_stop is not None and should_stop():
+                    stopped_early = True
+                    _stop(proc, kill_grace if stop_grace is None else stop_grace)
+                    break
         except BaseException:
             _stop(proc, kill_grace)
             raise
@@ -249,6 +268,7 @@ def run_process(
             elapsed=time.monotonic() - start,
             timed_out=timed_out,
             interrupted=interrupted,
+            stopped_early=stopped_early,
             reported=out.reported,
             bad_json=list(out.bad_json),
             stdout_tail="\n".join(out.tail),

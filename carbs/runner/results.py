@@ -27,8 +27,10 @@ class TrialOutcome:
     Attributes:
         output: the metric, ``None`` if the trial failed.
         cost: the cost to record (wall-clock seconds unless a reported cost key is used).
-        fail_kind / reason: why it failed, ``None`` if it completed.
+        fail_kind / reason: why it failed (or, when ``pruned``, why it was stopped).
         values: every value the program reported.
+        pruned: it was stopped early; ``output`` and ``cost`` are its last
+            intermediate value and the cost spent.
     """
 
     output: float | None
@@ -36,6 +38,7 @@ class TrialOutcome:
     fail_kind: FailKind | None = None
     reason: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    pruned: bool = False
 
     @property
     def failed(self) -> bool:

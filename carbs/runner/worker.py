@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carbs.runner.command import default_environment, render_command, trial_environment
+from carbs.runner.curves import CurveWatcher
 from carbs.runner.fail_fast import FailFast
 from carbs.runner.process import DEFAULT_KILL_GRACE, run_process
 from carbs.runner.results import TextValues, TrialOutcome, evaluate
@@ -105,7 +106,7 @@ class RunSummary:
     """What one :meth:`SweepRunner.run` did.
 
     Attributes:
-        completed / failed: trials this runner finished, by outcome.
+        completed / failed / pruned: trials this runner finished, by outcome.
         interrupted: the run was stopped by Ctrl-C / SIGTERM.
         stop_reason: why it ended (budget, time limit, interruption, error).
         error: a storage error that ended the run, if any.
@@ -113,6 +114,7 @@ class RunSummary:
 
     completed: int = 0
     failed: int = 0
+    pruned: int = 0
     interrupted: bool = False
     stop_reason: str = ""
     error: Exception | None = None
@@ -284,8 +286,16 @@ class SweepRunner:
         if self.on_trial_start is not None:
             self.on_trial_start(trial, slot)
         scratch = tempfile.mkdtemp(prefix=f"carbs-trial-{trial.number}-")
+        watcher = CurveWatcher(
+            self.study,
+            trial,
+            self.spec.metric,
+            self.spec.cost,
+            os.path.join(scratch, "results.json"),
+            self.study.early_stopping,
+        )
         try:
-            outcome, stderr_tail = self._execute(trial, scratch)
+            outcome, stderr_tail = self._execute(trial, scratch, watcher)
         except Exception as e:  # a bug or an OS error must not leave the trial RUNNING
             logger.exception("trial %d could not be run", trial.number)
             outcome = TrialOutcome(None, 1e-6, FailKind.ERROR, f"{type(e).__name__}: {e}")
@@ -293,11 +303,13 @@ class SweepRunner:
         finally:
             self._heartbeat.discard(trial.number)
             shutil.rmtree(scratch, ignore_errors=True)
-        self._record(trial, outcome, stderr_tail)
+        self._record(trial, outcome, stderr_tail, watcher.user_attrs())
 
-    def _execute(self, trial: Trial, scratch: str) -> tuple[TrialOutcome, str]:
+    def _execute(
+        self, trial: Trial, scratch: str, watcher: CurveWatcher
+    ) -> tuple[TrialOutcome, str]:
         spec = self.spec
-        results_file = os.path.join(scratch, "results.json")
+        results_file = watcher.results_file
         argv = render_command(
             spec.command,
             trial.params,
@@ -331,12 +343,25 @@ class SweepRunner:
             kill_grace=spec.kill_grace,
             on_stdout_line=text.feed,
             on_start=lambda pid: self._started(pid, pids),
+            on_json=watcher.on_json,
+            should_stop=watcher.poll,
+            stop_grace=watcher.rule.kill_grace if watcher.rule is not None else None,
             **logs,
         )
         with self._lock:
             self._pids.difference_update(pids)
             if self._killing and result.returncode is not None and result.returncode < 0:
                 result.interrupted = True  # our SIGKILL, not the program's fault
+        watcher.close()
+        if result.stopped_early and not result.interrupted:
+            decision = watcher.decision
+            return TrialOutcome(
+                watcher.last_value,
+                watcher.last_cost if watcher.last_cost else max(result.elapsed, 1e-6),
+                reason=decision.reason if decision is not None else "stopped early",
+                values=dict(result.reported),
+                pruned=True,
+            ), result.stderr_tail
         outcome = evaluate(
             result,
             metric=spec.metric,
@@ -358,7 +383,13 @@ class SweepRunner:
         if killing:  # started just as a second Ctrl-C killed the others
             self._kill_running()
 
-    def _record(self, trial: Trial, outcome: TrialOutcome, stderr_tail: str) -> None:
+    def _record(
+        self,
+        trial: Trial,
+        outcome: TrialOutcome,
+        stderr_tail: str,
+        report_attrs: dict[str, Any] | None = None,
+    ) -> None:
         try:
             record = self.study.tell(
                 trial,
@@ -368,18 +399,23 @@ class SweepRunner:
                 reason=outcome.reason,
                 fail_kind=outcome.fail_kind,
                 stderr_tail=(stderr_tail or None) if outcome.failed else None,
-                user_attrs=outcome.user_attrs(self.spec.metric),
+                user_attrs={**outcome.user_attrs(self.spec.metric), **(report_attrs or {})},
+                pruned=outcome.pruned,
             )
         except TrialStateError as e:
             logger.warning("trial %d: result not recorded: %s", trial.number, e)
             return
         with self._lock:
-            if record.fail_kind is None:
+            if outcome.pruned:
+                self.summary.pruned += 1
+            elif record.fail_kind is None:
                 self.summary.completed += 1
             else:
                 self.summary.failed += 1
         if outcome.failed:
             logger.info("trial %d FAILED: %s", trial.number, outcome.reason)
+        elif outcome.pruned:
+            logger.info("trial %d PRUNED: %s", trial.number, outcome.reason)
         stop = self._fail_fast.observe(record) if self._fail_fast is not None else None
         if stop is not None:
             self.request_stop(stop)

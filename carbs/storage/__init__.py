@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from carbs.storage.records import (
     NON_INFORMATIVE_FAILURES,
     FailKind,
+    IntermediateValue,
     StudyRecord,
     TrialRecord,
     TrialState,
@@ -65,6 +66,7 @@ __all__ = [
     "NON_INFORMATIVE_FAILURES",
     "SCHEMA_VERSION",
     "FailKind",
+    "IntermediateValue",
     "LockedStudy",
     "SchemaVersionError",
     "Storage",

@@ -29,9 +29,17 @@ from carbs.storage.engine import (
     normalize_url,
     shared_engine,
 )
-from carbs.storage.models import SCHEMA_VERSION, Base, SchemaVersionRow, StudyRow, TrialRow
+from carbs.storage.models import (
+    SCHEMA_VERSION,
+    Base,
+    IntermediateRow,
+    SchemaVersionRow,
+    StudyRow,
+    TrialRow,
+)
 from carbs.storage.records import (
     FailKind,
+    IntermediateValue,
     StudyRecord,
     TrialRecord,
     TrialState,
@@ -242,6 +250,14 @@ class Storage:
                     version = conn.scalar(select(SchemaVersionRow.version))
                     if version is None:
                         conn.execute(insert(SchemaVersionRow).values(id=1, version=SCHEMA_VERSION))
+                    elif version < SCHEMA_VERSION:
+                        # 1 -> 2 added the intermediate-values table, which
+                        # create_all has just made; existing rows are unchanged.
+                        conn.execute(update(SchemaVersionRow).values(version=SCHEMA_VERSION))
+                        logger.info(
+                            "storage %s upgraded from schema version %d to %d",
+                            masked(self.url), version, SCHEMA_VERSION,
+                        )
                 return
             except SchemaVersionError:
                 raise
@@ -434,6 +450,11 @@ class Storage:
         study = self.get_study(name)
 
         def delete(session: Session) -> None:
+            trial_ids = select(TrialRow.id).where(TrialRow.study_id == study.id)
+            for value_row in session.scalars(
+                select(IntermediateRow).where(IntermediateRow.trial_id.in_(trial_ids))
+            ):
+                session.delete(value_row)
             for trial_row in session.scalars(select(TrialRow).where(TrialRow.study_id == study.id)):
                 session.delete(trial_row)
             study_row = session.get(StudyRow, study.id)
@@ -563,7 +584,7 @@ class Storage:
         """
         state = TrialState(state)
         if state == TrialState.RUNNING:
-            raise ValueError("finish_trial needs state COMPLETE or FAILED, got RUNNING")
+            raise ValueError("finish_trial needs state COMPLETE, FAILED or PRUNED, got RUNNING")
 
         def finish(session: Session) -> TrialRecord:
             row = session.scalar(
@@ -595,6 +616,100 @@ class Storage:
             return _trial_record(row)
 
         return self._write(finish)
+
+
+    # -- intermediate values (learning curves) --------------------------------------
+    def add_intermediate(
+        self,
+        study_id: int,
+        number: int,
+        values: Sequence[tuple[int, float, float]],
+        reported_at: datetime | None = None,
+    ) -> None:
+        """Append ``(step, value, cost so far)`` points to a RUNNING trial's curve.
+
+        Steps must increase, also across calls; raises ``ValueError`` naming the
+        step otherwise, and ``TrialStateError`` if the trial is not RUNNING.
+        """
+        if not values:
+            return
+        checked = []
+        for step, value, cost in values:
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"trial {number}: step must be an integer >= 0, got {step!r}")
+            for name, x in (("value", value), ("cost", cost)):
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                    raise ValueError(
+                        f"trial {number}: intermediate {name} at step {step} must be a finite "
+                        f"number, got {x!r}"
+                    )
+            checked.append((step, float(value), float(cost)))
+        when = reported_at or utcnow()
+
+        def add(session: Session) -> None:
+            row = session.scalar(
+                select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number)
+            )
+            if row is None:
+                raise KeyError(f"trial number {number} does not exist in study id {study_id}")
+            if row.state != TrialState.RUNNING.value:
+                raise TrialStateError(
+                    f"trial {number} is already {row.state}; only a RUNNING trial can report"
+                )
+            last = session.scalar(
+                select(func.max(IntermediateRow.step)).where(IntermediateRow.trial_id == row.id)
+            )
+            for step, value, cost in checked:
+                if last is not None and step <= last:
+                    raise ValueError(
+                        f"trial {number}: step {step} does not come after step {last}; "
+                        "steps must increase"
+                    )
+                session.add(
+                    IntermediateRow(
+                        trial_id=row.id, step=step, value=value, cost=cost, reported_at=when
+                    )
+                )
+                last = step
+
+        self._write(add)
+
+    def intermediate_values(
+        self, study_id: int, numbers: Sequence[int] | None = None
+    ) -> dict[int, list[IntermediateValue]]:
+        """The curves of a study's trials (or of ``numbers``): trial number -> points by step."""
+        stmt = (
+            select(TrialRow.number, IntermediateRow)
+            .join(TrialRow, IntermediateRow.trial_id == TrialRow.id)
+            .where(TrialRow.study_id == study_id)
+        )
+        if numbers is not None:
+            stmt = stmt.where(TrialRow.number.in_(list(numbers)))
+        stmt = stmt.order_by(TrialRow.number, IntermediateRow.step)
+
+        def read(session: Session) -> dict[int, list[IntermediateValue]]:
+            out: dict[int, list[IntermediateValue]] = {}
+            for number, row in session.execute(stmt).all():
+                when = as_utc(row.reported_at)
+                assert when is not None
+                out.setdefault(number, []).append(
+                    IntermediateValue(row.step, row.value, row.cost, when)
+                )
+            return out
+
+        return self._read(read)
+
+    def last_steps(self, study_id: int) -> dict[int, int]:
+        """Trial number -> the last step it reported (trials with a curve only)."""
+        stmt = (
+            select(TrialRow.number, func.max(IntermediateRow.step))
+            .join(TrialRow, IntermediateRow.trial_id == TrialRow.id)
+            .where(TrialRow.study_id == study_id)
+            .group_by(TrialRow.number)
+        )
+        return self._read(
+            lambda session: {int(n): int(s) for n, s in session.execute(stmt).all()}
+        )
 
 
 def _first_line(e: Exception) -> str:

@@ -20,7 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+# 1: studies and trials. 2: intermediate reports (learning curves) and the
+# PRUNED trial state; a version-1 database gains the new table when opened.
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -82,3 +84,21 @@ class TrialRow(Base):
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     stderr_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
     user_attrs_json: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+
+
+class IntermediateRow(Base):
+    """One intermediate report of a trial: its metric at a step, and the cost spent so far."""
+
+    __tablename__ = "carbs_intermediate_values"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "step", name="uq_carbs_intermediate_trial_step"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("carbs_trials.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    value: Mapped[float] = mapped_column(Double, nullable=False)
+    cost: Mapped[float] = mapped_column(Double, nullable=False)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -14,6 +14,9 @@ class TrialState(str, Enum):
     RUNNING = "RUNNING"
     COMPLETE = "COMPLETE"
     FAILED = "FAILED"
+    # Stopped early by the stopping rule: its last value and the cost it spent
+    # are kept, and the optimizer sees it as a run that did not reach the front.
+    PRUNED = "PRUNED"
 
     def __str__(self) -> str:
         return self.value
@@ -86,9 +89,11 @@ class TrialRecord:
     Attributes:
         number: position of the trial in its study, from 0.
         params: the parameter values handed out.
-        state: ``RUNNING``, ``COMPLETE`` or ``FAILED``.
-        output: the metric (``None`` unless reported).
-        cost: what the trial cost, usually seconds (``None`` while running).
+        state: ``RUNNING``, ``COMPLETE``, ``FAILED`` or ``PRUNED``.
+        output: the metric (``None`` unless reported); for a PRUNED trial its last
+            intermediate value.
+        cost: what the trial cost, usually seconds (``None`` while running); for
+            a PRUNED trial the cost it spent before it was stopped.
         started_at / finished_at / heartbeat_at: UTC times.
         heartbeat_grace: seconds without a heartbeat after which the trial is
             declared stale; ``None`` means it is never reaped.
@@ -127,7 +132,7 @@ class TrialRecord:
     @property
     def is_informative(self) -> bool:
         """Finished, and not lost to an interruption or a dead worker."""
-        if self.state == TrialState.COMPLETE:
+        if self.state in (TrialState.COMPLETE, TrialState.PRUNED):
             return True
         return self.state == TrialState.FAILED and self.fail_kind not in NON_INFORMATIVE_FAILURES
 
@@ -152,4 +157,30 @@ class TrialRecord:
             "fail_reason": self.fail_reason,
             "stderr_tail": self.stderr_tail,
             "user_attrs": dict(self.user_attrs),
+        }
+
+
+@dataclass(frozen=True)
+class IntermediateValue:
+    """One point of a trial's learning curve.
+
+    Attributes:
+        step: the step the trial reported (epochs, iterations, ...), increasing.
+        value: the metric at that step.
+        cost: the cost spent up to that step (seconds unless the study reports its own cost).
+        reported_at: when it was stored (UTC).
+    """
+
+    step: int
+    value: float
+    cost: float
+    reported_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible copy (the time as an ISO 8601 string)."""
+        return {
+            "step": self.step,
+            "value": self.value,
+            "cost": self.cost,
+            "reported_at": self.reported_at.isoformat(),
         }

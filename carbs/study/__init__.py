@@ -9,6 +9,7 @@ those listed before it, so the package has no import circles.
 
 from carbs.storage import StudyExistsError, StudyNotFoundError, TrialStateError
 from carbs.study.core import (
+    PruningSummary,
     Study,
     budget_exhausted,
     create_study,
@@ -20,6 +21,8 @@ from carbs.study.trial import (
     ObjectiveResult,
     StudyDefinitionError,
     Trial,
+    TrialPruned,
+    current_trial,
     default_worker_name,
     direction_sign,
     format_exception_tail,
@@ -28,14 +31,17 @@ from carbs.study.trial import (
 __all__ = [
     "BudgetExhausted",
     "ObjectiveResult",
+    "PruningSummary",
     "Study",
     "StudyDefinitionError",
     "StudyExistsError",
     "StudyNotFoundError",
     "Trial",
+    "TrialPruned",
     "TrialStateError",
     "budget_exhausted",
     "create_study",
+    "current_trial",
     "default_worker_name",
     "delete_study",
     "direction_sign",

@@ -27,6 +27,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from carbs.optimizer.config import CARBSParams
@@ -39,8 +40,17 @@ from carbs.optimizer.types import (
     ParetoPoint,
     SuggestionInBasic,
 )
+from carbs.stopping import (
+    Curve,
+    Decision,
+    EarlyStopping,
+    FinishedRun,
+    StoppingReference,
+    as_early_stopping,
+)
 from carbs.storage import (
     FailKind,
+    IntermediateValue,
     Storage,
     StudyExistsError,
     StudyNotFoundError,
@@ -64,7 +74,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Study", "budget_exhausted", "create_study", "delete_study", "load_study"]
+__all__ = [
+    "PruningSummary",
+    "Study",
+    "budget_exhausted",
+    "create_study",
+    "delete_study",
+    "load_study",
+]
 
 # Times a suggestion equal to a RUNNING trial's point is drawn again.
 _DUPLICATE_RETRIES = 8
@@ -119,6 +136,7 @@ def create_study(
     config: Mapping[str, Any] | None = None,
     load_if_exists: bool = False,
     allow_space_change: bool = False,
+    early_stopping: EarlyStopping | Mapping[str, Any] | bool | None = None,
 ) -> Study:
     """Create a study (or, with ``load_if_exists``, resume the one of that name).
 
@@ -136,6 +154,10 @@ def create_study(
         allow_space_change: when loading, accept a different search space,
             direction or metric and store the new one (old trials outside the new
             space are left out of the model).
+        early_stopping: turn on the cost-aware stopping rule: an ``EarlyStopping``,
+            a dict of its settings, or ``True``/``{}`` for the defaults. Stored
+            with the study (in its config), so every worker applies it. ``None``
+            keeps what is stored; ``False`` turns it off.
 
     Raises:
         StudyExistsError: the name is taken and ``load_if_exists`` is false.
@@ -154,6 +176,10 @@ def create_study(
         raise ValueError(f"metric must be a non-empty string, got {metric!r}")
     sign = direction_sign(direction)
     carbs_params = _settings(settings, sign)
+    if early_stopping is not None:
+        rule = as_early_stopping(early_stopping)
+        config = dict(config or {})
+        config["early_stopping"] = rule.to_dict() if rule is not None else None
     store = storage if isinstance(storage, Storage) else Storage(storage)
     try:
         record = store.create_study(
@@ -183,6 +209,11 @@ def create_study(
         )
     if changes:
         logger.warning("study %r: changing %s", study_name, "; ".join(changes))
+    if config is not None and "early_stopping" not in config and early_stopping is None:
+        # A new run config without the key keeps the stopping rule stored before.
+        config = dict(config)
+        if "early_stopping" in record.config:
+            config["early_stopping"] = record.config["early_stopping"]
     record = store.update_study(
         record.id,
         direction=sign,
@@ -215,6 +246,15 @@ def delete_study(study_name: str, storage: str | Storage | None = None) -> None:
 
 
 def _as_observation(trial: TrialRecord) -> ObservationInParam | None:
+    """The optimizer's view of a finished trial (``None``: it says nothing about its point).
+
+    A PRUNED trial becomes a *failure* at its point: it was stopped because it
+    was not going to reach the front, which is what the failure model and the
+    worst-output entry in the output model express, so the search does not
+    steer back into that region. Its last value and truncated cost are not
+    given as a completed run: the cost model would learn that the point is
+    cheap, and the Pareto set would hold a run that never finished.
+    """
     if not trial.is_informative:
         return None
     cost = trial.cost
@@ -224,6 +264,41 @@ def _as_observation(trial: TrialRecord) -> ObservationInParam | None:
     if trial.state == TrialState.COMPLETE and trial.output is not None:
         return ObservationInParam(input=dict(trial.params), output=trial.output, cost=cost)
     return ObservationInParam(input=dict(trial.params), output=math.nan, cost=cost, is_failure=True)
+
+
+@dataclass(frozen=True)
+class PruningSummary:
+    """Trials stopped early: how many, the cost they spent, and the cost they saved (estimated)."""
+
+    count: int
+    spent: float
+    saved: float
+
+
+def estimate_saved(trials: Sequence[TrialRecord], last_steps: Mapping[int, int]) -> float:
+    """Cost the PRUNED trials would have spent had they run to the end, minus what they spent.
+
+    A pruned trial is assumed to run as many steps as the median completed
+    trial, at its own cost per step; without step counts, to cost as much as
+    the median completed trial.
+    """
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.cost is not None]
+    if not complete:
+        return 0.0
+    final_steps = sorted(last_steps[t.number] for t in complete if t.number in last_steps)
+    costs = sorted(float(t.cost or 0.0) for t in complete)
+    median_cost = costs[len(costs) // 2]
+    saved = 0.0
+    for t in trials:
+        if t.state != TrialState.PRUNED or t.cost is None:
+            continue
+        step = last_steps.get(t.number)
+        if final_steps and step:
+            full = t.cost * final_steps[len(final_steps) // 2] / step
+        else:
+            full = median_cost
+        saved += max(full - t.cost, 0.0)
+    return saved
 
 
 def budget_exhausted(trials: Sequence[TrialRecord], budget: Budget | None) -> str | None:
@@ -250,6 +325,11 @@ class Study:
         self.storage = storage
         self._record = record
         self._ask_lock = threading.Lock()
+        # ((complete, pruned) counts, rule, reference): the cached stopping reference.
+        self._reference: tuple[tuple[int, int], EarlyStopping, StoppingReference] | None = None
+        self._reference_lock = threading.Lock()
+        # Why should_prune last said "stop", per trial: the default reason of a PRUNED tell.
+        self._stop_reasons: dict[int, str] = {}
 
     def __repr__(self) -> str:
         return f"Study({self.name!r}, storage={self.storage.url!r})"
@@ -306,6 +386,19 @@ class Study:
         attrs[key] = value
         self._record = self.storage.update_study(self.id, user_attrs=attrs)
 
+    @property
+    def early_stopping(self) -> EarlyStopping | None:
+        """The stored stopping rule, or ``None`` when trials are never stopped early."""
+        data = self._record.config.get("early_stopping")
+        return None if data is None else EarlyStopping.from_dict(data)
+
+    def set_early_stopping(self, early_stopping: EarlyStopping | Mapping[str, Any] | bool | None) -> None:
+        """Store a stopping rule (``None``/``False`` turns it off) for every worker of the study."""
+        rule = as_early_stopping(early_stopping)
+        config = self.config
+        config["early_stopping"] = rule.to_dict() if rule is not None else None
+        self._record = self.storage.update_study(self.id, config=config)
+
     def set_config(self, config: Mapping[str, Any]) -> None:
         """Replace the stored sweep configuration."""
         self._record = self.storage.update_study(self.id, config=dict(config))
@@ -325,8 +418,115 @@ class Study:
         return self.storage.trial(self.id, number)
 
     def state_counts(self) -> dict[TrialState, int]:
-        """How many trials are RUNNING, COMPLETE and FAILED."""
+        """How many trials are RUNNING, COMPLETE, FAILED and PRUNED."""
         return self.storage.state_counts(self.id)
+
+    def intermediate_values(
+        self, numbers: Sequence[int] | None = None
+    ) -> dict[int, list[IntermediateValue]]:
+        """Learning curves: trial number -> its intermediate values by step (all trials by default)."""
+        return self.storage.intermediate_values(self.id, numbers)
+
+    def pruning_summary(self, trials: Sequence[TrialRecord] | None = None) -> PruningSummary:
+        """How many trials were stopped early, what they spent, and an estimate of what they saved."""
+        trials = self.trials() if trials is None else trials
+        pruned = [t for t in trials if t.state == TrialState.PRUNED]
+        if not pruned:
+            return PruningSummary(0, 0.0, 0.0)
+        steps = self.storage.last_steps(self.id)
+        return PruningSummary(
+            len(pruned),
+            sum(t.cost or 0.0 for t in pruned),
+            estimate_saved(trials, steps),
+        )
+
+    # -- intermediate reports and early stopping ---------------------------------
+    def report(
+        self, trial: Trial | int, value: float, step: int, *, cost: float | None = None
+    ) -> None:
+        """Store a RUNNING trial's metric ``value`` at ``step`` (a point of its learning curve).
+
+        Args:
+            trial: the ``Trial`` from :meth:`ask`, or its number.
+            value: the metric at this step (same direction as the final output).
+            step: an integer >= 0 that increases from one report to the next.
+            cost: the cost spent so far, in the unit of the trial's final cost;
+                wall-clock seconds since the trial started by default. Pass it
+                when your objective returns its own cost (epochs, tokens, ...).
+
+        Raises ``ValueError`` naming the bad field (non-numeric value, a step
+        that does not increase) and ``TrialStateError`` if the trial finished.
+        """
+        number = trial.number if isinstance(trial, Trial) else int(trial)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(
+                f"trial {number}: intermediate value at step {step!r} must be a finite number, "
+                f"got {value!r}"
+            )
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"trial {number}: step must be an integer >= 0, got {step!r}")
+        if cost is None:
+            started = trial.started_at if isinstance(trial, Trial) else self.trial(number).started_at
+            cost = max((utcnow() - started).total_seconds(), 1e-6)
+        elif isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (
+            math.isfinite(cost) and cost >= 0
+        ):
+            raise ValueError(f"trial {number}: cost at step {step} must be a number >= 0, got {cost!r}")
+        self.storage.add_intermediate(self.id, number, [(step, float(value), float(cost))])
+
+    def stopping_reference(self, rule: EarlyStopping) -> StoppingReference:
+        """What running trials are judged against now.
+
+        Rebuilt only when a trial has completed or been pruned since the last
+        call (one small count query otherwise).
+        """
+        with self._reference_lock:
+            counts = self.state_counts()
+            key = (counts[TrialState.COMPLETE], counts[TrialState.PRUNED])
+            cached = self._reference
+            if cached is not None and cached[0] == key and cached[1] == rule:
+                return cached[2]
+            trials = self.trials([TrialState.COMPLETE, TrialState.PRUNED])
+            curves = self.intermediate_values([t.number for t in trials])
+            completed, others = [], []
+            for t in trials:
+                curve = _curve(curves.get(t.number, []))
+                if t.state == TrialState.COMPLETE and t.output is not None and t.cost is not None:
+                    completed.append(FinishedRun(t.output, t.cost, curve))
+                else:
+                    others.append(curve)
+            reference = StoppingReference(rule, self.better_direction_sign, completed, others)
+            self._reference = (key, rule, reference)
+            return reference
+
+    def stop_decision(
+        self, trial: Trial | int, early_stopping: EarlyStopping | bool | None = None
+    ) -> Decision:
+        """The stopping rule's verdict on a RUNNING trial, with its reason.
+
+        Uses ``early_stopping`` if given (``False``: never stop), else the
+        study's stored rule; with neither, trials are never stopped.
+        """
+        if early_stopping is None:
+            rule = self.early_stopping
+        else:
+            rule = as_early_stopping(early_stopping)
+        if rule is None:
+            return Decision(False, "early stopping is off")
+        number = trial.number if isinstance(trial, Trial) else int(trial)
+        curve = _curve(self.intermediate_values([number]).get(number, []))
+        return self.stopping_reference(rule).decide(curve)
+
+    def should_prune(
+        self, trial: Trial | int, early_stopping: EarlyStopping | bool | None = None
+    ) -> bool:
+        """Whether the stopping rule would stop this trial now (see :meth:`stop_decision`)."""
+        decision = self.stop_decision(trial, early_stopping)
+        if decision.stop:
+            number = trial.number if isinstance(trial, Trial) else int(trial)
+            self._stop_reasons[number] = decision.reason
+            logger.info("trial %d should stop: %s", number, decision.reason)
+        return decision.stop
 
     def observations(self) -> list[ObservationInParam]:
         """Finished trials as the optimizer sees them, by trial number.
@@ -436,7 +636,7 @@ class Study:
         if record is None:
             raise BudgetExhausted(reason or "budget spent")
         logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)
-        return Trial(record.number, dict(record.params), self.name, record.started_at)
+        return Trial(record.number, dict(record.params), self.name, record.started_at, self)
 
     def heartbeat(self, trial: Trial | int) -> bool:
         """Tell the storage a trial's worker is alive; ``False`` if the trial is no longer RUNNING."""
@@ -454,6 +654,7 @@ class Study:
         fail_kind: FailKind | str | None = None,
         stderr_tail: str | None = None,
         user_attrs: Mapping[str, Any] | None = None,
+        pruned: bool = False,
     ) -> TrialRecord:
         """Record the result of a RUNNING trial.
 
@@ -467,8 +668,13 @@ class Study:
             fail_kind: a ``FailKind`` (default ``REPORTED`` for ``failed=True``).
             stderr_tail: the last lines of the program's standard error.
             user_attrs: extra JSON-compatible values to keep with the trial.
+            pruned: the trial was stopped early: it is stored as PRUNED, with
+                ``output`` and ``cost`` defaulting to its last intermediate value
+                and the cost reported with it; ``reason`` says why it stopped.
         """
         number = trial.number if isinstance(trial, Trial) else int(trial)
+        if pruned and not failed and fail_kind is None:
+            return self._tell_pruned(number, trial, output, cost, reason, user_attrs)
         if cost is None:
             started = trial.started_at if isinstance(trial, Trial) else self.trial(number).started_at
             cost = max((utcnow() - started).total_seconds(), 1e-6)
@@ -505,6 +711,42 @@ class Study:
             fail_kind=kind,
             fail_reason=reason if failed else None,
             stderr_tail=stderr_tail,
+            user_attrs=dict(user_attrs) if user_attrs else None,
+        )
+
+    def _tell_pruned(
+        self,
+        number: int,
+        trial: Trial | int,
+        output: float | None,
+        cost: float | None,
+        reason: str | None,
+        user_attrs: Mapping[str, Any] | None,
+    ) -> TrialRecord:
+        curve = self.intermediate_values([number]).get(number, [])
+        if output is None and curve:
+            output = curve[-1].value
+        if output is not None and (
+            isinstance(output, bool) or not isinstance(output, (int, float)) or not math.isfinite(output)
+        ):
+            raise ValueError(f"trial {number}: output of a pruned trial must be finite, got {output!r}")
+        if cost is None:
+            if curve and curve[-1].cost > 0:
+                cost = curve[-1].cost
+            else:
+                started = trial.started_at if isinstance(trial, Trial) else self.trial(number).started_at
+                cost = max((utcnow() - started).total_seconds(), 1e-6)
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (
+            math.isfinite(cost) and cost > 0
+        ):
+            raise ValueError(f"trial {number}: cost must be a finite number > 0, got {cost!r}")
+        return self.storage.finish_trial(
+            self.id,
+            number,
+            state=TrialState.PRUNED,
+            output=None if output is None else float(output),
+            cost=float(cost),
+            fail_reason=reason or self._stop_reasons.pop(number, "stopped early"),
             user_attrs=dict(user_attrs) if user_attrs else None,
         )
 
@@ -561,6 +803,7 @@ class Study:
         catch: tuple[type[BaseException], ...] = (Exception,),
         heartbeat_grace: float | None = _OPTIMIZE_HEARTBEAT_GRACE,
         callbacks: Sequence[Callable[[Study, TrialRecord], None]] = (),
+        early_stopping: EarlyStopping | Mapping[str, Any] | bool | None = None,
     ) -> None:
         """Run ``objective`` on suggested points until a limit is reached.
 
@@ -577,6 +820,12 @@ class Study:
             heartbeat_grace: trials of a process that dies are declared stale
                 after this many seconds (``None``: never).
             callbacks: called with ``(study, finished_trial)`` after each trial.
+            early_stopping: the stopping rule for this call's trials (an
+                ``EarlyStopping``, a dict, ``True`` for the defaults, ``False``
+                for none); ``None`` uses the study's stored rule. The objective reports with
+                ``carbs.current_trial().report(value, step)`` (or
+                ``carbs.report(step=..., <metric>=...)``), asks
+                ``trial.should_prune()`` and raises ``carbs.TrialPruned`` to stop.
 
         With no limit at all the loop runs until interrupted (Ctrl-C), which
         marks the running trials FAILED as interrupted.
@@ -598,5 +847,12 @@ class Study:
                 else None
             ),
             callbacks=callbacks,
+            early_stopping=(
+                early_stopping if isinstance(early_stopping, (bool, type(None)))
+                else as_early_stopping(early_stopping)
+            ),
         )
 
+
+def _curve(points: Sequence[IntermediateValue]) -> Curve:
+    return Curve(tuple(p.cost for p in points), tuple(p.value for p in points))

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from carbs._extras import require
 from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.space import Param
-from carbs.storage import TrialRecord
+from carbs.stopping import EarlyStopping
+from carbs.storage import IntermediateValue, TrialRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -35,7 +36,12 @@ class StudyLike(Protocol):
     def params(self) -> list[Param]: ...
     @property
     def settings(self) -> CARBSParams: ...
+    @property
+    def early_stopping(self) -> EarlyStopping | None: ...
     def trials(self) -> list[TrialRecord]: ...
+    def intermediate_values(
+        self, numbers: Sequence[int] | None = None
+    ) -> dict[int, list[IntermediateValue]]: ...
 
 
 BASE_COLUMNS = (
@@ -98,15 +104,21 @@ def trials_csv(trials: Sequence[TrialRecord]) -> str:
 
 
 def study_json(study: StudyLike, trials: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
-    """The study definition and its trials as one JSON-compatible dict."""
+    """The study definition and its trials, each with its learning curve, as one JSON-compatible dict."""
     trials = study.trials() if trials is None else trials
+    curves = study.intermediate_values([t.number for t in trials])
+    rule = study.early_stopping
     return {
         "study": study.name,
         "direction": study.direction,
         "metric": study.metric,
         "params": [p.to_dict() for p in study.params],
         "settings": study.settings.to_dict(),
-        "trials": [t.to_dict() for t in trials],
+        "early_stopping": rule.to_dict() if rule is not None else None,
+        "trials": [
+            {**t.to_dict(), "curve": [p.to_dict() for p in curves.get(t.number, [])]}
+            for t in trials
+        ],
     }
 
 

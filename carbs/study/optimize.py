@@ -6,6 +6,7 @@ heartbeat), so the ``Study`` class imports this module and not the other way rou
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -13,9 +14,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from carbs.stopping import EarlyStopping
 from carbs.storage import FailKind, TrialRecord, TrialStateError
 from carbs.study.heartbeat import Heartbeat
-from carbs.study.trial import ObjectiveResult, Trial, default_worker_name, format_exception_tail
+from carbs.study.trial import (
+    _CURRENT_TRIAL,
+    ObjectiveResult,
+    Trial,
+    TrialPruned,
+    default_worker_name,
+    format_exception_tail,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +47,7 @@ class StudyLike(Protocol):
         fail_kind: FailKind | str | None = None,
         stderr_tail: str | None = None,
         user_attrs: Mapping[str, Any] | None = None,
+        pruned: bool = False,
     ) -> TrialRecord:
         """Record a trial's result."""
         ...
@@ -91,8 +101,10 @@ class _Run(Generic[S]):
         heartbeat: Heartbeat | None,
         heartbeat_grace: float | None,
         callbacks: Sequence[Callable[[S, TrialRecord], None]],
+        early_stopping: EarlyStopping | bool | None = None,
     ) -> None:
         self.study = study
+        self.early_stopping = early_stopping
         self.objective = objective
         self.n_trials = n_trials
         self.max_cost = max_cost
@@ -134,6 +146,8 @@ class _Run(Generic[S]):
 
     def _one(self, worker: str) -> None:
         trial = self.study.ask(worker=worker, heartbeat_grace=self.heartbeat_grace)
+        if self.early_stopping is not None:
+            trial = dataclasses.replace(trial, _early_stopping=self.early_stopping)
         with self.lock:
             self.running[trial.number] = trial
         if self.heartbeat is not None:
@@ -153,8 +167,11 @@ class _Run(Generic[S]):
                 callback(self.study, record)
 
     def _evaluate(self, trial: Trial, start: float) -> TrialRecord | None:
+        token = _CURRENT_TRIAL.set(trial)
         try:
             output, cost = _split_result(trial.number, self.objective(dict(trial.params)))
+        except TrialPruned as e:
+            return self._tell_pruned(trial, str(e) or None)
         except self.catch as e:
             logger.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
             return self._tell(
@@ -176,6 +193,8 @@ class _Run(Generic[S]):
                 tail=None if interrupted else format_exception_tail(e),
             )
             raise
+        finally:
+            _CURRENT_TRIAL.reset(token)
         if cost is None:
             cost = time.perf_counter() - start
         if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (
@@ -214,6 +233,15 @@ class _Run(Generic[S]):
             logger.info("result of trial %d not recorded: %s", trial.number, e)
             return None
 
+    def _tell_pruned(self, trial: Trial, reason: str | None) -> TrialRecord | None:
+        try:
+            record = self.study.tell(trial, pruned=True, reason=reason)
+        except TrialStateError as e:
+            logger.info("trial %d: pruned state not recorded: %s", trial.number, e)
+            return None
+        logger.info("trial %d PRUNED: %s", trial.number, record.fail_reason)
+        return record
+
     def interrupt_running(self) -> None:
         """Mark this call's running trials FAILED(interrupted)."""
         with self.lock:
@@ -235,6 +263,7 @@ def run_objective(
     heartbeat_grace: float | None,
     heartbeat_interval: float | None,
     callbacks: Sequence[Callable[[S, TrialRecord], None]],
+    early_stopping: EarlyStopping | bool | None = None,
 ) -> None:
     """Body of :meth:`carbs.study.Study.optimize`."""
     _check_limits(n_trials, max_cost, timeout, n_workers)
@@ -244,7 +273,8 @@ def run_objective(
         else None
     )
     run: _Run[S] = _Run(
-        study, objective, n_trials, max_cost, timeout, catch, heartbeat, heartbeat_grace, callbacks
+        study, objective, n_trials, max_cost, timeout, catch, heartbeat, heartbeat_grace, callbacks,
+        early_stopping,
     )
     if heartbeat is not None:
         heartbeat.start()

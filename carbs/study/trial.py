@@ -7,12 +7,15 @@ importing each other back.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Union
+from typing import Any, Protocol, Union
+
+from carbs.stopping import EarlyStopping
 
 ObjectiveResult = Union[float, tuple[float, float]]
 
@@ -25,9 +28,43 @@ class BudgetExhausted(RuntimeError):
     """``ask`` was given a budget that is already spent; ``str(e)`` says which part."""
 
 
+class TrialPruned(Exception):
+    """Raised by an objective to stop its trial early (after ``trial.should_prune()``).
+
+    ``Study.optimize`` records the trial as PRUNED with its last reported value
+    and the cost spent so far, and goes on with the next trial.
+    """
+
+
+class TrialOwner(Protocol):
+    """What a trial asks of its study (``carbs.study.Study`` has it)."""
+
+    def report(
+        self, trial: Trial | int, value: float, step: int, *, cost: float | None = None
+    ) -> None:
+        """Store an intermediate value."""
+        ...
+
+    def should_prune(
+        self, trial: Trial | int, early_stopping: EarlyStopping | bool | None = None
+    ) -> bool:
+        """The stopping rule's verdict."""
+        ...
+
+    @property
+    def metric(self) -> str:
+        """Name of the optimised value."""
+        ...
+
+
 @dataclass(frozen=True)
 class Trial:
     """A point handed out by :meth:`Study.ask`: run it, then :meth:`Study.tell` the result.
+
+    While it runs, :meth:`report` stores intermediate values (its learning
+    curve) and :meth:`should_prune` says whether the stopping rule would stop
+    it; the names and argument order are Optuna's, so objectives written for
+    Optuna's pruning read the same here.
 
     Attributes:
         number: the trial's id within its study (0, 1, 2, ...).
@@ -40,6 +77,34 @@ class Trial:
     params: dict[str, Any]
     study_name: str
     started_at: datetime
+    _study: TrialOwner | None = field(default=None, repr=False, compare=False)
+    # The rule of the optimize call that runs it: None -> the study's stored rule, False -> off.
+    _early_stopping: EarlyStopping | bool | None = field(default=None, repr=False, compare=False)
+
+    def _owner(self) -> TrialOwner:
+        if self._study is None:
+            raise RuntimeError(
+                f"trial {self.number} is not attached to a study; use the Trial from Study.ask"
+            )
+        return self._study
+
+    def report(self, value: float, step: int, *, cost: float | None = None) -> None:
+        """Store the metric ``value`` at ``step``; see :meth:`Study.report`."""
+        self._owner().report(self, value, step, cost=cost)
+
+    def should_prune(self) -> bool:
+        """Whether the stopping rule says to stop now; see :meth:`Study.should_prune`."""
+        return self._owner().should_prune(self, self._early_stopping)
+
+
+_CURRENT_TRIAL: contextvars.ContextVar[Trial | None] = contextvars.ContextVar(
+    "carbs_current_trial", default=None
+)
+
+
+def current_trial() -> Trial | None:
+    """The trial whose objective is running in this thread under ``Study.optimize``, else ``None``."""
+    return _CURRENT_TRIAL.get()
 
 
 def direction_sign(direction: str | int) -> int:
