@@ -11,6 +11,7 @@
   // Many points draw much faster with WebGL; plain SVG where the browser has none.
   const HAS_GL = !/[?&]gl=0/.test(location.search) && (() => { try { return !!document.createElement("canvas").getContext("webgl"); } catch (e) { return false; } })();
   const scatterType = (n) => (HAS_GL && n > 1500 ? "scattergl" : "scatter");
+  const DOTS_MAX = 1500;
   const COLORS = { front: "#c0392b", fit: "#1f3b73", fail: "#d35400", dots: "#b5bcc6" };
 
   // plotly.js loads asynchronously (see the page's <head>): data and tables do not wait for it.
@@ -315,15 +316,19 @@
         }
         x.push(cum); yBest.push(best);
       }
+      // Above DOTS_MAX trials the dots are a grey blob that costs a WebGL plot of its own to draw
+      // (the slowest part of a first view): the line alone then, the outputs being on the front plot.
+      const dots = dotsX.length <= DOTS_MAX;
       const traces = [
-        { type: scatterType(dotsX.length), mode: "markers", name: "trial output", x: dotsX, y: dotsY, customdata: dotsN,
+        { type: "scatter", mode: "markers", name: dots ? "trial output" : `trial outputs: see the Pareto front (${dotsX.length})`,
+          x: dots ? dotsX : [], y: dots ? dotsY : [], customdata: dots ? dotsN : [],
           marker: { size: 5, color: COLORS.dots }, hovertemplate: "trial %{customdata}<br>cumulative cost %{x:.4g}<br>output %{y:.4g}<extra></extra>" },
         { type: "scatter", mode: "lines", name: "best so far", x, y: yBest, line: { shape: "hv", color: COLORS.front, width: 2 } },
       ];
       const layout = {
         height: 420, margin: { l: 60, r: 10, t: 10, b: 45 }, hovermode: "closest", uirevision: "keep",
         xaxis: { type: "log", title: { text: "cumulative cost" } },
-        yaxis: { title: { text: "output" }, range: robustRange(yBest.filter((v) => v !== null), dotsY) },
+        yaxis: { title: { text: "output" }, range: robustRange(yBest.filter((v) => v !== null), dots ? dotsY : []) },
         legend: { orientation: "h", y: -0.18 },
       };
       const div = document.getElementById("best");
