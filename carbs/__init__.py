@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from carbs._loggers import register_logger_factory
+
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
@@ -109,6 +111,10 @@ __all__ += [
     "probability_of_improvement",
 ]
 _LAZY.update({name: "carbs.utils" for name in __all__ if name not in _LAZY and name != "__version__"})
+
+# CARBSParams(is_wandb_logging_enabled=True) opens this logger on demand; the
+# optimizer layer knows only the registry, never the integration.
+register_logger_factory("wandb", "carbs.integrations.wandb:WandbLogger.from_params")
 
 if TYPE_CHECKING:  # pragma: no cover - the same names, for type checkers
     from carbs.optimizer.config import (

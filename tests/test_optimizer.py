@@ -25,6 +25,7 @@ from carbs import (
     SpaceError,
     StateError,
 )
+from carbs.optimizer.config import CostTargetingEnum, ResamplingEnum
 from carbs.optimizer.surrogate import SurrogateModel
 
 DATA = Path(__file__).parent / "data"
@@ -68,9 +69,12 @@ def new(**kw: object) -> CARBS:
 
 
 def test_reference_defaults() -> None:
-    c = CARBSParams()
+    c = CARBSParams.paper()
     assert (c.better_direction_sign, c.seed, c.num_random_samples, c.initial_search_radius) == (1, 0, 4, 0.3)
     assert (c.exploration_bias, c.num_candidates_for_suggestion_per_dim, c.resample_frequency) == (1.0, 100, 5)
+    assert c.cost_targeting == CostTargetingEnum.CLAMP and c.resampling == ResamplingEnum.FIXED
+    assert c.max_cost_growth is None and c.cost_quantile == 0.5 and c.min_success_probability == 0.0
+    assert c.cheap_probe_fraction == 0.0 and not c.is_pareto_cheap_grouping_within_noise
     assert c.max_suggestion_cost is None and c.min_pareto_cost_fraction == 0.2
     assert c.is_pareto_group_selection_conservative and c.is_expected_improvement_pareto_value_clamped
     assert c.outstanding_suggestion_estimator == OutstandingSuggestionEstimatorEnum.THOMPSON
@@ -220,7 +224,7 @@ def test_pending_estimators_spread_parallel_suggestions(estimator: OutstandingSu
 
 
 def test_resampling_reruns_a_pareto_point() -> None:
-    opt = new(resample_frequency=3)
+    opt = new(resample_frequency=3, resampling="FIXED")
     kinds = []
     for _ in range(20):
         out = opt.suggest()
@@ -248,7 +252,7 @@ def test_impossible_cost_ceiling_falls_back_with_a_warning(caplog: pytest.LogCap
     run(opt, 8)
     with caplog.at_level(logging.WARNING):
         out = opt.suggest()
-    assert "no candidate is predicted to cost less than max_suggestion_cost" in caplog.text
+    assert "is under the ceiling 1e-06" in caplog.text
     assert out.log["suggestion_kind"] == "model"
 
 

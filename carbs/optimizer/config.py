@@ -23,6 +23,39 @@ class OutstandingSuggestionEstimatorEnum(str, Enum):
     THOMPSON = "THOMPSON"
 
 
+class CostTargetingEnum(str, Enum):
+    """How a model suggestion chooses the cost it aims at.
+
+    * ``FRONT``: each suggestion aims at one cost level of the current Pareto
+      front (levels spread evenly in log cost, a share of them one growth step
+      beyond the costliest point), so effort covers the whole front and the
+      front grows outwards gradually.
+    * ``CLAMP``: the paper's rule: expected improvement is measured against the
+      front clamped at a random cost threshold, which favours costlier
+      candidates on every suggestion.
+    """
+
+    FRONT = "FRONT"
+    CLAMP = "CLAMP"
+
+
+class ResamplingEnum(str, Enum):
+    """When a Pareto point is run again.
+
+    * ``NOISE``: when the measured noise is comparable to the gaps between
+      neighbouring Pareto groups (rarely when it is not).
+    * ``FIXED``: the paper's rule, one resample every ``resample_frequency``
+      observations.
+    """
+
+    NOISE = "NOISE"
+    FIXED = "FIXED"
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass
 class WandbLoggingParams:
     """Accepted for compatibility with the reference; used by ``carbs.integrations.wandb``."""
@@ -39,7 +72,12 @@ class WandbLoggingParams:
 
 @dataclass
 class CARBSParams:
-    """Settings of a CARBS run. The defaults are the paper's and the reference's.
+    """Settings of a CARBS run.
+
+    The names and most defaults are the paper's and the reference's; the
+    settings after ``outstanding_suggestion_estimator`` (and the default
+    ``exploration_bias``) change how cost is targeted, capped and resampled.
+    :meth:`paper` gives the paper's algorithm exactly.
 
     Attributes:
         better_direction_sign: ``1`` to maximise the output, ``-1`` to minimise it.
@@ -48,7 +86,11 @@ class CARBSParams:
             the search center before the models take over.
         initial_search_radius: standard deviation of the local search, in basic units.
         exploration_bias: subtracted from the improvement in expected improvement,
-            in units of the warped output (about one standard deviation).
+            in units of the warped output (about one standard deviation). The
+            paper's 1.0 makes every candidate whose output is predicted near the
+            front's an exploration of its variance; with cost levels aimed
+            across the front that wastes most runs, so the default is 0.0 (plain
+            expected improvement).
         num_candidates_for_suggestion_per_dim: candidates scored per basic dimension.
         resample_frequency: re-run a Pareto point every this many observations
             (0 disables resampling).
@@ -57,8 +99,33 @@ class CARBSParams:
             lumped together when choosing the Pareto set.
         is_pareto_group_selection_conservative: a single noisy sample must beat the
             best sample (not the mean) of a cheaper Pareto group to join the set.
-        is_expected_improvement_pareto_value_clamped: clamp the Pareto value at a
-            random cost threshold, which pushes the search toward higher cost.
+        is_expected_improvement_pareto_value_clamped: with ``cost_targeting=CLAMP``,
+            clamp the Pareto value at a random cost threshold (the paper's rule).
+        cost_targeting: how model suggestions choose their cost level
+            (``FRONT``, the default, or the paper's ``CLAMP``).
+        max_cost_growth: no candidate's upper-quantile predicted cost may exceed
+            this multiple of the costliest Pareto point (``None``: no limit, as
+            in the paper).
+        cost_expansion_probability: with ``FRONT``, the largest share of model
+            suggestions that aim beyond the costliest Pareto point; the share
+            used shrinks when the front stops improving at its top.
+        cost_quantile: the quantile of the cost model's predictive distribution
+            that caps and budgets are checked against (0.5 = the median, as in
+            the paper).
+        max_budget_fraction: when a cost budget is set (``set_cost_budget``), no
+            suggestion's upper-quantile predicted cost may exceed this fraction
+            of the budget left.
+        min_success_probability: candidates predicted to succeed less often than
+            this are excluded (0: failures only down-weight, as in the paper).
+        resampling: when Pareto points are run again (``NOISE`` or the paper's
+            ``FIXED``).
+        cheap_probe_fraction: share of the random phase (after its first two
+            runs) spent one growth step cheaper than the search center (0 in the
+            paper).
+        is_pareto_cheap_grouping_within_noise: cheap observations are lumped into
+            one Pareto slot only where their outputs are equal within the measured
+            noise (``False``: the cheapest ``min_pareto_cost_fraction`` of costs
+            always share one slot, as in the paper).
         outstanding_suggestion_estimator: how pending suggestions are filled in.
         is_wandb_logging_enabled: log to Weights & Biases (needs ``carbs-tuner[wandb]``).
         is_saved_on_every_observation: write the state to ``checkpoint_dir`` after
@@ -74,7 +141,7 @@ class CARBSParams:
     checkpoint_dir: str = "checkpoints/"
     is_saved_on_every_observation: bool = False
     initial_search_radius: float = 0.3
-    exploration_bias: float = 1.0
+    exploration_bias: float = 0.0
     num_candidates_for_suggestion_per_dim: int = 100
     resample_frequency: int = 5
     max_suggestion_cost: float | None = None
@@ -85,6 +152,35 @@ class CARBSParams:
     outstanding_suggestion_estimator: OutstandingSuggestionEstimatorEnum = (
         OutstandingSuggestionEstimatorEnum.THOMPSON
     )
+    cost_targeting: CostTargetingEnum = CostTargetingEnum.FRONT
+    max_cost_growth: float | None = 2.0
+    cost_expansion_probability: float = 0.2
+    cost_quantile: float = 0.9
+    max_budget_fraction: float = 0.25
+    min_success_probability: float = 0.1
+    resampling: ResamplingEnum = ResamplingEnum.NOISE
+    cheap_probe_fraction: float = 0.5
+    is_pareto_cheap_grouping_within_noise: bool = True
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> CARBSParams:
+        """Settings that reproduce the paper's algorithm (and the reference's defaults).
+
+        Every behaviour added since is switched to its paper-faithful option;
+        ``overrides`` set anything else (``better_direction_sign``, ``seed``...).
+        """
+        settings: dict[str, Any] = {
+            "exploration_bias": 1.0,
+            "cost_targeting": CostTargetingEnum.CLAMP,
+            "max_cost_growth": None,
+            "cost_quantile": 0.5,
+            "min_success_probability": 0.0,
+            "resampling": ResamplingEnum.FIXED,
+            "cheap_probe_fraction": 0.0,
+            "is_pareto_cheap_grouping_within_noise": False,
+        }
+        settings.update(overrides)
+        return cls(**settings)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,15 +216,34 @@ class CARBSParams:
         m = self.max_suggestion_cost
         if m is not None and (not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0):
             raise bad("max_suggestion_cost", "None or a finite number > 0")
-        est = self.outstanding_suggestion_estimator
-        if not isinstance(est, OutstandingSuggestionEstimatorEnum):
-            try:
-                self.outstanding_suggestion_estimator = OutstandingSuggestionEstimatorEnum(est)
-            except ValueError:
-                raise bad(
-                    "outstanding_suggestion_estimator",
-                    f"one of {[e.value for e in OutstandingSuggestionEstimatorEnum]}",
-                ) from None
+        g = self.max_cost_growth
+        if g is not None and (not _is_real(g) or not math.isfinite(g) or g <= 1):
+            raise bad("max_cost_growth", "None or a finite number > 1")
+        for name, lo, hi, closed in (
+            ("cost_expansion_probability", 0.0, 1.0, True),
+            ("min_success_probability", 0.0, 1.0, False),
+            ("cheap_probe_fraction", 0.0, 1.0, True),
+        ):
+            v = getattr(self, name)
+            if not _is_real(v) or not (lo <= v <= hi if closed else lo <= v < hi):
+                raise bad(name, f"a number in [{lo:g}, {hi:g}{']' if closed else ')'}")
+        q = self.cost_quantile
+        if not _is_real(q) or not 0.5 <= q < 1.0:
+            raise bad("cost_quantile", "a number in [0.5, 1)")
+        fr = self.max_budget_fraction
+        if not _is_real(fr) or not 0.0 < fr <= 1.0:
+            raise bad("max_budget_fraction", "a number in (0, 1]")
+        for name, enum in (
+            ("outstanding_suggestion_estimator", OutstandingSuggestionEstimatorEnum),
+            ("cost_targeting", CostTargetingEnum),
+            ("resampling", ResamplingEnum),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, enum):
+                try:
+                    setattr(self, name, enum(value))
+                except ValueError:
+                    raise bad(name, f"one of {[e.value for e in enum]}") from None
         if isinstance(self.wandb_params, dict):
             self.wandb_params = WandbLoggingParams(**self.wandb_params)
 
@@ -136,6 +251,8 @@ class CARBSParams:
         """JSON-compatible copy of the settings."""
         out = asdict(self)
         out["outstanding_suggestion_estimator"] = self.outstanding_suggestion_estimator.value
+        out["cost_targeting"] = self.cost_targeting.value
+        out["resampling"] = self.resampling.value
         return out
 
     @classmethod

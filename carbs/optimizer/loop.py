@@ -1,15 +1,19 @@
 """The CARBS suggest/observe loop and its state.
 
-One suggestion is made in one of three ways:
+One suggestion is made in one of three ways, each in a module of its own:
 
-1. *random*: until ``num_random_samples`` runs have succeeded, sample around
-   the search center;
-2. *resample*: every ``resample_frequency`` observations, run again the
-   least-sampled member of the Pareto set, to average out noise;
-3. *model*: fit the surrogates, draw candidates around the members of the
-   Pareto set and return the one maximising
-   ``EI(output over the Pareto front at its predicted cost) * search density *
-   P(success)``, among those not predicted to cost more than the ceiling.
+1. *random* (:mod:`~carbs.optimizer.initial_design`): until
+   ``num_random_samples`` runs have succeeded, sample around the search
+   center, partly around a cheaper version of it;
+2. *resample* (:mod:`~carbs.optimizer.resampling`): at a pace set by the
+   measured noise, run again the least-sampled member of the Pareto set;
+3. *model* (:mod:`~carbs.optimizer.model_suggestion`): fit the surrogates,
+   aim at a cost level of the front, draw candidates around the Pareto set
+   and return the one maximising ``EI(output over the Pareto front at its
+   predicted cost) * search density * P(success)`` among those in the level's
+   cost band, under the cost ceilings and above the success floor.
+
+This class keeps the observations and the state and dispatches to those parts.
 """
 
 from __future__ import annotations
@@ -26,8 +30,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from carbs.optimizer import acquisition, serialization
+from carbs._loggers import logger_factory
+from carbs.optimizer import resampling, serialization
+from carbs.optimizer.candidates import sample_around
 from carbs.optimizer.config import CARBSParams
+from carbs.optimizer.initial_design import initial_point
+from carbs.optimizer.model_suggestion import SuggestionContext, fit_surrogate, suggest_from_model
 from carbs.optimizer.pareto import (
     ObservationGroup,
     group_cost,
@@ -36,6 +44,7 @@ from carbs.optimizer.pareto import (
     pareto_area,
     pareto_groups,
 )
+from carbs.optimizer.pending import pending_inputs
 from carbs.optimizer.reference_api import ReferenceAPI
 from carbs.optimizer.space import (
     ChoiceSpace,
@@ -59,8 +68,6 @@ from carbs.optimizer.types import (
 
 logger = logging.getLogger(__name__)
 
-# Most candidates drawn per requested one before falling back to clipping.
-_MAX_OVERSAMPLE = 64
 
 
 class CARBS(ReferenceAPI):
@@ -91,6 +98,7 @@ class CARBS(ReferenceAPI):
         self.outstanding_suggestions: dict[str, SuggestionInBasic] = {}
         self.resample_count = 0
         self.suggestion_count = 0
+        self.remaining_cost_budget: float | None = None
         self._lock = threading.RLock()
         self._fit_cache: tuple[tuple[int, int], SurrogateModel, list[ObservationGroup]] | None = None
         self._warn_unreachable_integers()
@@ -125,6 +133,20 @@ class CARBS(ReferenceAPI):
         """Move the center the random phase samples around (a full parameter dict)."""
         values = {k: v for k, v in input_in_param.items() if k != SUGGESTION_ID_DICT_KEY}
         self.search_center_in_basic = self.search_space.to_basic(values, what="search center")
+
+    def set_cost_budget(self, remaining: float | None) -> None:
+        """Tell the optimizer how much cost budget is left (``None``: no budget).
+
+        Model suggestions are then never predicted (at ``cost_quantile``) to
+        cost more than ``max_budget_fraction`` of it. Studies with a cost budget
+        call this before every suggestion; it is not part of the saved state.
+        """
+        if remaining is not None:
+            if not _is_number(remaining) or math.isnan(float(remaining)):
+                raise ValueError(f"set_cost_budget: remaining must be a number or None, got {remaining!r}")
+            remaining = float(remaining)
+        with self._lock:
+            self.remaining_cost_budget = remaining
 
     def suggest(
         self, suggestion_id: str | None = None, is_suggestion_remembered: bool = True
@@ -433,37 +455,66 @@ class CARBS(ReferenceAPI):
         return np.random.default_rng(seq)
 
     def _pareto_groups(self, is_conservative: bool) -> list[ObservationGroup]:
+        groups = group_observations(self.success_observations)
+        tolerance = None
+        if self.config.is_pareto_cheap_grouping_within_noise:
+            tolerance = resampling.pooled_noise(groups) or 0.0
         return pareto_groups(
-            group_observations(self.success_observations),
+            groups,
             self.config.min_pareto_cost_fraction,
             self.config.better_direction_sign,
             is_conservative,
+            tolerance,
         )
 
+    def _is_resample_due(self) -> bool:
+        if self.config.resample_frequency == 0:
+            return False
+        groups = group_observations(self.success_observations)
+        frequency = resampling.resample_frequency(
+            self.config, groups, self._pareto_groups(self.config.is_pareto_group_selection_conservative)
+        )
+        return resampling.is_resample_due(len(self.success_observations), self.resample_count, frequency)
+
     def _suggest_one(self, suggestion_id: str | None, remember: bool) -> SuggestOutput:
+        index = self.suggestion_count
         rng = self._next_rng()
-        kind = "model"
         log_info: dict[str, float] = {}
         if len(self.success_observations) < self.config.num_random_samples:
-            kind = "random"
-            point = self._sample_candidates(self.search_center_in_basic[None, :], 1, rng)[0][0]
-        elif self.config.resample_frequency > 0 and len(self.success_observations) > (
-            self.resample_count + 1
-        ) * self.config.resample_frequency:
+            point, kind = initial_point(
+                self.search_space,
+                self.search_center_in_basic,
+                self.search_radius_in_basic,
+                self.success_observations,
+                self.config,
+                rng,
+            )
+        elif self._is_resample_due():
             kind = "resample"
-            point = self._resample_point()
+            pending = list(pending_inputs(self.outstanding_suggestions, self.real_dim))
+            point = resampling.resample_point(self._pareto_groups(is_conservative=False), pending)
             self.resample_count += 1
         else:
+            kind = "model"
             try:
                 # The matrices are small (a few hundred rows): multi-threaded BLAS
                 # only adds contention here, several-fold when the cores are busy.
                 with threadpool_limits(limits=1, user_api="blas"):
-                    point, log_info = self._model_candidate(rng)
+                    model, groups = self._fitted_surrogate()
+                    ctx = SuggestionContext(
+                        space=self.search_space,
+                        pareto=groups,
+                        pending=pending_inputs(self.outstanding_suggestions, self.real_dim),
+                        radius=self.search_radius_in_basic,
+                        index=index,
+                        remaining_budget=self.remaining_cost_budget,
+                    )
+                    point, log_info = suggest_from_model(model, ctx, self.config, rng)
             except Exception as e:  # any model failure: keep the sweep going
                 logger.warning("surrogate models could not be used (%s: %s); sampling around the Pareto set", type(e).__name__, e)
                 kind = "fallback"
                 origins = np.stack([g[0].real_number_input for g in self._pareto_groups(True)])
-                point = self._sample_candidates(origins, 1, rng)[0][0]
+                point = sample_around(self.search_space, origins, 1, self.search_radius_in_basic, rng)[0][0]
         suggestion = self.search_space.from_basic(point)[0]
         out: dict[str, Any] = dict(suggestion)
         if remember:
@@ -475,51 +526,6 @@ class CARBS(ReferenceAPI):
             self._wandb.log_suggestion(log)
         return SuggestOutput(suggestion=out, log=log)
 
-    def _sample_candidates(
-        self, origins: np.ndarray, n: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` rounded in-bounds samples around ``origins`` and their log search density.
-
-        Out-of-bounds samples are rejected (keeping the search distribution);
-        when bounds reject nearly everything, the shortfall is made up by
-        projecting samples onto the bounds.
-        """
-        space = self.search_space
-        r = self.search_radius_in_basic
-        kept: list[np.ndarray] = []
-        dens: list[np.ndarray] = []
-        count = 0
-        drawn = 0
-        batch = max(n, 32)
-        while count < n and drawn < _MAX_OVERSAMPLE * max(n, 32):
-            raw = origins[rng.integers(len(origins), size=batch)] + rng.normal(0.0, r, size=(batch, space.dim))
-            drawn += batch
-            rounded = space.round(raw)
-            mask = space.in_bounds(rounded)
-            if mask.any():
-                kept.append(rounded[mask])
-                dens.append(acquisition.search_log_density(raw[mask], origins, r))
-                count += int(mask.sum())
-            batch = min(batch * 2, 8 * max(n, 32))
-        if count < n:
-            raw = origins[rng.integers(len(origins), size=n - count)] + rng.normal(0.0, r, size=(n - count, space.dim))
-            clipped = space.clip(raw)
-            kept.append(clipped)
-            dens.append(acquisition.search_log_density(clipped, origins, r))
-        return np.concatenate(kept)[:n], np.concatenate(dens)[:n]
-
-    def _resample_point(self) -> np.ndarray:
-        groups = sorted(self._pareto_groups(is_conservative=False), key=group_cost)
-        best_point, best_count = groups[0][0].real_number_input, math.inf
-        for g in groups:
-            x = g[0].real_number_input
-            pending = sum(
-                1 for s in self.outstanding_suggestions.values() if np.allclose(s.real_number_input, x, atol=1e-8)
-            )
-            if len(g) + pending < best_count:
-                best_point, best_count = x, len(g) + pending
-        return np.array(best_point, copy=True)
-
     def _fitted_surrogate(self) -> tuple[SurrogateModel, list[ObservationGroup]]:
         """Surrogates fitted on the observations, cached until the next observation.
 
@@ -530,76 +536,12 @@ class CARBS(ReferenceAPI):
         if self._fit_cache is not None and self._fit_cache[0] == key:
             return self._fit_cache[1], self._fit_cache[2]
         fit_rng = np.random.default_rng([self.config.seed, *key, 7])
-        model = SurrogateModel(self.config.better_direction_sign, fit_rng)
-        X = np.stack([o.real_number_input for o in self.success_observations])
-        X_fail = (
-            np.stack([o.real_number_input for o in self.failure_observations])
-            if self.failure_observations
-            else np.empty((0, self.real_dim))
-        )
-        model.fit_observations(
-            X,
-            np.array([o.output for o in self.success_observations]),
-            np.array([o.cost for o in self.success_observations]),
-            X_fail,
-        )
-        model.fit_failures(X, X_fail)
         groups = self._pareto_groups(self.config.is_pareto_group_selection_conservative)
-        pareto_obs = [o for g in groups for o in g]
-        model.fit_pareto(np.array([o.cost for o in pareto_obs]), np.array([o.output for o in pareto_obs]))
+        model = fit_surrogate(
+            self.success_observations, self.failure_observations, groups, self.config, self.real_dim, fit_rng
+        )
         self._fit_cache = (key, model, groups)
         return model, groups
-
-    def _model_candidate(self, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
-        model, groups = self._fitted_surrogate()
-        model.rng = rng
-        pending = [s.real_number_input for s in self.outstanding_suggestions.values()]
-        if pending:
-            model.fit_pending(np.stack(pending), self.config.outstanding_suggestion_estimator)
-        else:
-            model.fit_pending(np.empty((0, self.real_dim)), self.config.outstanding_suggestion_estimator)
-        origins = np.stack([g[0].real_number_input for g in groups])
-        n = self.config.num_candidates_for_suggestion_per_dim * self.real_dim
-        candidates, log_density = self._sample_candidates(origins, n, rng)
-        pred = model.predict(candidates)
-        cfg = self.config
-        best = pred.pareto_surrogate
-        if cfg.is_expected_improvement_pareto_value_clamped:
-            lo, hi = math.log(group_cost(groups[0])), math.log(group_cost(groups[-1]))
-            if cfg.max_suggestion_cost is not None:
-                hi = min(hi, math.log(cfg.max_suggestion_cost))
-            threshold = rng.uniform(min(lo, hi), hi)
-            at_threshold = float(model.pareto_surrogate_at(np.array([threshold]))[0])
-            best = acquisition.clamp_pareto_value(best, at_threshold)
-        if cfg.is_expected_improvement_value_always_max:
-            best = np.full_like(best, float(model.output_to_surrogate(np.array([group_output(groups[-1])]))[0]))
-        cost_ok = np.ones(len(candidates), dtype=bool)
-        if cfg.max_suggestion_cost is not None:
-            cost_ok = pred.cost_estimate <= cfg.max_suggestion_cost
-            if not cost_ok.any():
-                logger.warning(
-                    "no candidate is predicted to cost less than max_suggestion_cost=%g; "
-                    "suggesting the cheapest predicted one",
-                    cfg.max_suggestion_cost,
-                )
-                cost_ok = pred.cost_estimate <= pred.cost_estimate.min()
-        log_ei = acquisition.log_expected_improvement(
-            pred.surrogate_output, pred.surrogate_var, best, cfg.exploration_bias
-        )
-        score = acquisition.acquisition_scores(log_ei, log_density, pred.success_probability, cost_ok)
-        i = int(np.argmax(score))
-        log_info = {
-            "surrogate_output": float(pred.surrogate_output[i]),
-            "surrogate_var": float(pred.surrogate_var[i]),
-            "pareto_surrogate": float(best[i]),
-            "target_estimate": float(pred.target_estimate[i]),
-            "cost_estimate": float(pred.cost_estimate[i]),
-            "success_probability": float(pred.success_probability[i]),
-            "log_expected_improvement": float(log_ei[i]),
-            "log_search_density": float(log_density[i]),
-            "acquisition_score": float(score[i]),
-        }
-        return candidates[i], log_info
 
     def _base_log(self) -> dict[str, Any]:
         return {
@@ -657,13 +599,13 @@ class CARBS(ReferenceAPI):
 
     def _init_wandb(self) -> None:
         try:
-            from carbs.integrations.wandb import WandbLogger
+            factory = logger_factory("wandb")
         except ImportError as e:
             raise ImportError(
                 "is_wandb_logging_enabled=True needs Weights & Biases: pip install 'carbs-tuner[wandb]'"
             ) from e
         run_config = {**self.config.to_dict(), "params": [p.to_dict() for p in self.params]}
-        self._wandb = WandbLogger.from_params(self.config.wandb_params, run_config)
+        self._wandb = factory(self.config.wandb_params, run_config)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

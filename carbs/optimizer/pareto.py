@@ -44,18 +44,26 @@ def pareto_groups(
     min_pareto_cost_fraction: float,
     better_direction_sign: int,
     is_conservative: bool = True,
+    cheap_tolerance: float | None = None,
 ) -> list[ObservationGroup]:
     """Pareto groups, cheapest first.
 
-    Every group at or below the ``min_pareto_cost_fraction`` quantile of all
-    observed costs competes for one first slot (cheap runs are noisy and
-    numerous; lumping them keeps the set from filling with them). Each more
-    expensive group joins when its mean output beats the last member's.
+    Groups are ranked by mean cost and each joins the set when its mean
+    output beats the last member's. The cheapest ``min_pareto_cost_fraction``
+    of observed costs is treated specially (cheap runs are noisy and
+    numerous):
+
+    * ``cheap_tolerance=None`` (the paper's rule): every group at or below
+      that cost quantile competes for one first slot;
+    * ``cheap_tolerance=t`` (an output noise level): a cheap group joins only
+      when it beats the last member by more than ``t``, so cheap points are
+      lumped only where they are equal within noise, and with no noise the
+      cheap end of the front is kept whole.
 
     With ``is_conservative``, a group seen only once must beat the *best
-    single sample* of the last member rather than its mean, and resampled
-    groups are preferred for the first slot: one lucky noisy sample cannot
-    displace a point whose quality has been confirmed.
+    single sample* of the last member rather than its mean, and (under the
+    paper's rule) resampled groups are preferred for the first slot: one lucky
+    noisy sample cannot displace a point whose quality has been confirmed.
     """
     if not groups:
         return []
@@ -63,22 +71,24 @@ def pareto_groups(
     all_costs = np.array([o.cost for g in groups for o in g])
     # Never below the cheapest group's mean, which a resampled group's mean can exceed.
     threshold = max(float(np.quantile(all_costs, min_pareto_cost_fraction)), min(map(group_cost, groups)))
-    cheap = [g for g in groups if group_cost(g) <= threshold]
-    if is_conservative:
-        resampled = [g for g in cheap if len(g) > 1]
-        cheap = resampled or cheap
-    first = max(cheap, key=lambda g: group_output(g) * sign)
     # Ties in cost: the better group first, so an equally expensive worse one is dominated.
-    rest = sorted(
-        (g for g in groups if group_cost(g) > threshold),
-        key=lambda g: (group_cost(g), -group_output(g) * sign),
-    )
+    ranked = sorted(groups, key=lambda g: (group_cost(g), -group_output(g) * sign))
+    if cheap_tolerance is None:
+        cheap = [g for g in groups if group_cost(g) <= threshold]
+        if is_conservative:
+            cheap = [g for g in cheap if len(g) > 1] or cheap
+        first = max(cheap, key=lambda g: group_output(g) * sign)
+        rest = [g for g in ranked if group_cost(g) > threshold]
+    else:
+        first, rest = ranked[0], ranked[1:]
     chosen = [first]
     best_mean = group_output(first) * sign
     best_max = max(o.output * sign for o in first)
     for g in rest:
         mean = group_output(g) * sign
         bar = best_max if (is_conservative and len(g) == 1) else best_mean
+        if cheap_tolerance is not None and group_cost(g) <= threshold:
+            bar += cheap_tolerance
         if mean > bar:
             chosen.append(g)
             best_mean = mean

@@ -68,6 +68,7 @@ class SurrogatePrediction:
     surrogate_output: np.ndarray  # warped output mean, larger is better
     surrogate_var: np.ndarray  # its latent variance
     log_cost: np.ndarray  # predicted log cost
+    log_cost_var: np.ndarray  # its predictive variance
     cost_estimate: np.ndarray  # exp(log_cost)
     pareto_surrogate: np.ndarray  # Pareto-front value at the predicted cost
     success_probability: np.ndarray
@@ -181,7 +182,7 @@ class SurrogateModel:
         """Predict every model at candidates ``X`` ``(m, d)``."""
         assert self.output_model is not None and self.cost_model is not None
         mean, var = self.output_model.predict(X)
-        log_cost, _ = self.cost_model.predict(X)
+        log_cost, log_cost_var = self.cost_model.predict(X)
         if self.failure_model is not None:
             success = 1.0 - self.failure_model.predict_proba(X)
         else:
@@ -191,6 +192,7 @@ class SurrogateModel:
             surrogate_output=mean,
             surrogate_var=var,
             log_cost=log_cost,
+            log_cost_var=log_cost_var,
             cost_estimate=np.exp(log_cost),
             pareto_surrogate=pareto,
             success_probability=success,

@@ -318,6 +318,14 @@ def budget_exhausted(trials: Sequence[TrialRecord], budget: Budget | None) -> st
     return None
 
 
+def _cost_left(trials: Sequence[TrialRecord], budget: Budget | None, cost_left: float | None) -> float | None:
+    """The smaller of the study's cost budget left and the caller's (``None`` without either)."""
+    left = [] if cost_left is None else [cost_left]
+    if budget is not None and budget.max_cost is not None:
+        left.append(budget.max_cost - sum(t.cost for t in trials if t.cost is not None))
+    return min(left) if left else None
+
+
 class Study:
     """A named search stored in a database; build one with :func:`create_study` or :func:`load_study`."""
 
@@ -585,8 +593,11 @@ class Study:
         opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
         return opt
 
-    def _suggest(self, trials: list[TrialRecord]) -> tuple[dict[str, Any], str | None]:
+    def _suggest(
+        self, trials: list[TrialRecord], cost_left: float | None = None
+    ) -> tuple[dict[str, Any], str | None]:
         opt = self.build_optimizer(trials)
+        opt.set_cost_budget(cost_left)
         running = [t.params for t in trials if t.state == TrialState.RUNNING]
         for _ in range(_DUPLICATE_RETRIES):
             out = opt.suggest()
@@ -603,6 +614,7 @@ class Study:
         worker: str | None = None,
         heartbeat_grace: float | None = None,
         budget: Budget | None = None,
+        cost_left: float | None = None,
     ) -> Trial:
         """Choose the next point, store it as a RUNNING trial and return it.
 
@@ -612,6 +624,9 @@ class Study:
                 :meth:`heartbeat` arrives for this many seconds.
             budget: a study-wide budget (trials and cost); when it is spent,
                 ``BudgetExhausted`` is raised instead.
+            cost_left: the caller's own cost budget left (``optimize(max_cost=...)``).
+                With it or a cost budget, the point is never predicted to cost
+                more than ``CARBSParams.max_budget_fraction`` of what is left.
 
         Processes sharing the study take turns here, and RUNNING trials are
         pending suggestions of the optimizer, so two calls never hand out the
@@ -625,7 +640,7 @@ class Study:
             reason = budget_exhausted(trials, budget)
             if reason is not None:
                 return None, reason
-            params, kind = self._suggest(trials)
+            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left))
             record = locked.add_trial(
                 params, worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind
             )

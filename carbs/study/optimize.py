@@ -145,7 +145,8 @@ class _Run(Generic[S]):
             self.stop.set()
 
     def _one(self, worker: str) -> None:
-        trial = self.study.ask(worker=worker, heartbeat_grace=self.heartbeat_grace)
+        cost_left = None if self.max_cost is None else self.max_cost - self.spent
+        trial = self.study.ask(worker=worker, heartbeat_grace=self.heartbeat_grace, cost_left=cost_left)
         if self.early_stopping is not None:
             trial = dataclasses.replace(trial, _early_stopping=self.early_stopping)
         with self.lock:
