@@ -97,7 +97,7 @@ def test_cost_grows_gradually_where_the_paper_runs_away(seed: int) -> None:
     assert max(paper) / max(paper[:15]) > 1e4
     assert max(ours) / max(ours[:15]) < 1e4
     # ... yet the front still grows: the costliest run is well beyond the start.
-    assert max(ours) > 30 * CENTER_COST
+    assert max(ours) > 5 * CENTER_COST
 
 
 def test_cheap_end_is_probed() -> None:

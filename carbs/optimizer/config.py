@@ -109,6 +109,9 @@ class CARBSParams:
         cost_expansion_probability: with ``FRONT``, the largest share of model
             suggestions that aim beyond the costliest Pareto point; the share
             used shrinks when the front stops improving at its top.
+        min_runs_near_top_before_expansion: with ``FRONT``, no expansion until this
+            many successful runs cost at least the costliest Pareto point divided
+            by ``max_cost_growth``, so the front grows only once its top is tuned.
         cost_quantile: the quantile of the cost model's predictive distribution
             that caps and budgets are checked against (0.5 = the median, as in
             the paper).
@@ -155,6 +158,7 @@ class CARBSParams:
     cost_targeting: CostTargetingEnum = CostTargetingEnum.FRONT
     max_cost_growth: float | None = 2.0
     cost_expansion_probability: float = 0.2
+    min_runs_near_top_before_expansion: int = 3
     cost_quantile: float = 0.9
     max_budget_fraction: float = 0.25
     min_success_probability: float = 0.1
@@ -173,6 +177,7 @@ class CARBSParams:
             "exploration_bias": 1.0,
             "cost_targeting": CostTargetingEnum.CLAMP,
             "max_cost_growth": None,
+            "min_runs_near_top_before_expansion": 0,
             "cost_quantile": 0.5,
             "min_success_probability": 0.0,
             "resampling": ResamplingEnum.FIXED,
@@ -195,7 +200,7 @@ class CARBSParams:
             raise bad("better_direction_sign", "1 (maximise) or -1 (minimise)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise bad("seed", "a non-negative integer")
-        for name in ("num_random_samples", "resample_frequency"):
+        for name in ("num_random_samples", "resample_frequency", "min_runs_near_top_before_expansion"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise bad(name, "a non-negative integer")

@@ -100,7 +100,7 @@ class CARBS(ReferenceAPI):
         self.suggestion_count = 0
         self.remaining_cost_budget: float | None = None
         self._lock = threading.RLock()
-        self._fit_cache: tuple[tuple[int, int], SurrogateModel, list[ObservationGroup]] | None = None
+        self._fit_cache: tuple[tuple[float, ...], SurrogateModel, list[ObservationGroup]] | None = None
         self._warn_unreachable_integers()
         self._wandb: Any = None
         if config.is_wandb_logging_enabled:
@@ -508,6 +508,7 @@ class CARBS(ReferenceAPI):
                         radius=self.search_radius_in_basic,
                         index=index,
                         remaining_budget=self.remaining_cost_budget,
+                        success_costs=np.array([o.cost for o in self.success_observations]),
                     )
                     point, log_info = suggest_from_model(model, ctx, self.config, rng)
             except Exception as e:  # any model failure: keep the sweep going
@@ -533,14 +534,22 @@ class CARBS(ReferenceAPI):
         so a cached fit and a fresh one are identical.
         """
         key = (len(self.success_observations), len(self.failure_observations))
-        if self._fit_cache is not None and self._fit_cache[0] == key:
+        # Clients may pop observations and add others (as wandb-carbs does after a
+        # failed suggest): the sums tell such a change from the same data.
+        fingerprint = (
+            *key,
+            sum(o.cost for o in self.success_observations),
+            sum(o.output for o in self.success_observations),
+            sum(o.cost for o in self.failure_observations),
+        )
+        if self._fit_cache is not None and self._fit_cache[0] == fingerprint:
             return self._fit_cache[1], self._fit_cache[2]
         fit_rng = np.random.default_rng([self.config.seed, *key, 7])
         groups = self._pareto_groups(self.config.is_pareto_group_selection_conservative)
         model = fit_surrogate(
             self.success_observations, self.failure_observations, groups, self.config, self.real_dim, fit_rng
         )
-        self._fit_cache = (key, model, groups)
+        self._fit_cache = (fingerprint, model, groups)
         return model, groups
 
     def _base_log(self) -> dict[str, Any]:

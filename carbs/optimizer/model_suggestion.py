@@ -66,6 +66,7 @@ class SuggestionContext:
         radius: the local search radius in basic units.
         index: how many suggestions came before (drives the cost levels).
         remaining_budget: cost budget left, if the caller set one.
+        success_costs: costs ``(n,)`` of the successful observations.
     """
 
     space: SearchSpace
@@ -74,6 +75,7 @@ class SuggestionContext:
     radius: float
     index: int
     remaining_budget: float | None
+    success_costs: np.ndarray
 
 
 def suggest_from_model(
@@ -96,6 +98,11 @@ def suggest_from_model(
         share = cost_targeting.expansion_share(
             model.pareto_surrogate_at, front_log_costs, log_growth, config.cost_expansion_probability
         )
+        # Grow only once the current top has been tried a few times: an
+        # expansion bets on a front that is tuned where it ends.
+        near_top = int(np.sum(ctx.success_costs >= front_costs.max() / math.exp(log_growth)))
+        if near_top < config.min_runs_near_top_before_expansion:
+            share = 0.0
         target = cost_targeting.choose_target(front_log_costs, ctx.index, log_growth, share, rng)
         assert model.cost_model is not None
         predicted = model.cost_model.predict(origins)[0]

@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 class StudyLike(Protocol):
     """What the loop needs of a study (``carbs.study.Study`` has it)."""
 
-    def ask(self, *, worker: str | None = None, heartbeat_grace: float | None = None) -> Trial:
+    def ask(
+        self, *, worker: str | None = None, heartbeat_grace: float | None = None, cost_left: float | None = None
+    ) -> Trial:
         """Hand out the next trial."""
         ...
 
