@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from carbs._extras import install_command
 from carbs._loggers import logger_factory
 from carbs.optimizer import resampling, serialization
 from carbs.optimizer.candidates import sample_around
@@ -611,7 +612,7 @@ class CARBS(ReferenceAPI):
             factory = logger_factory("wandb")
         except ImportError as e:
             raise ImportError(
-                "is_wandb_logging_enabled=True needs Weights & Biases: pip install 'carbs-tuner[wandb]'"
+                f"is_wandb_logging_enabled=True needs Weights & Biases: {install_command('wandb')}"
             ) from e
         run_config = {**self.config.to_dict(), "params": [p.to_dict() for p in self.params]}
         self._wandb = factory(self.config.wandb_params, run_config)
