@@ -94,8 +94,8 @@ def test_cost_grows_gradually_where_the_paper_runs_away(seed: int) -> None:
     ours = [r["cost"] for r in run_wide(CARBS(CARBSParams(better_direction_sign=-1, seed=seed), WIDE), 60)]
     paper = [r["cost"] for r in run_wide(CARBS(CARBSParams.paper(better_direction_sign=-1, seed=seed), WIDE), 60)]
     # The paper's rule climbs several-fold on nearly every suggestion (to ~1e8 here).
-    assert max(paper) / max(paper[:15]) > 1e4
-    assert max(ours) / max(ours[:15]) < 1e4
+    assert max(paper) > 1e3 * max(ours)
+    assert max(ours) / max(ours[:15]) < 1e3
     # ... yet the front still grows: the costliest run is well beyond the start.
     assert max(ours) > 5 * CENTER_COST
 

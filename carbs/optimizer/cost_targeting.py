@@ -151,8 +151,9 @@ def band_mask(target: CostTarget, log_cost: np.ndarray, allowed: np.ndarray) -> 
     """Candidates allowed and in the target's band; if none are, the allowed ones nearest it.
 
     An expansion level with no candidate in its band (a cost model that has
-    not yet seen cost vary predicts the same cost everywhere) lets every
-    allowed candidate compete: the ceiling still bounds the step.
+    not yet seen cost vary predicts about the same cost everywhere) lets every
+    allowed candidate compete; the caller then measures improvement against
+    the front's top (see :func:`expansion_fallback`).
     """
     mask = allowed & target.in_band(log_cost)
     if mask.any() or not allowed.any():
@@ -172,3 +173,14 @@ def band_mask(target: CostTarget, log_cost: np.ndarray, allowed: np.ndarray) -> 
 def log_growth(max_cost_growth: float | None) -> float:
     """Log of the expansion step; without a growth limit, a factor of 2 sets the bands."""
     return math.log(max_cost_growth if max_cost_growth is not None else 2.0)
+
+
+def is_expansion_fallback(target: CostTarget, log_cost: np.ndarray, allowed: np.ndarray) -> bool:
+    """An expansion level whose band holds no allowed candidate.
+
+    Then no candidate is known to cost more, and the suggestion must beat the
+    front's best value (its top) wherever it lands: expected improvement then
+    favours what the output model knows least about, such as a cost knob that
+    has not varied yet.
+    """
+    return target.is_expansion and not (allowed & target.in_band(log_cost)).any()

@@ -66,11 +66,18 @@ def initial_point(
     config: CARBSParams,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, str]:
-    """One random-phase point and its kind (``"random"`` or ``"random_cheap"``)."""
+    """One random-phase point and its kind (``"random"``, ``"random_cheap"`` or ``"random_wide"``)."""
     origin, kind = center, "random"
     if config.cheap_probe_fraction > 0 and rng.random() < config.cheap_probe_fraction:
-        cheaper = cheaper_center(center, successes, log_growth(config.max_cost_growth), radius, space)
-        if cheaper is not None and not math.isclose(float(np.abs(cheaper - center).max()), 0.0):
-            origin, kind = cheaper, "random_cheap"
+        step = log_growth(config.max_cost_growth)
+        costs = np.log([o.cost for o in successes]) if successes else np.zeros(0)
+        if len(costs) >= 2 and float(np.ptp(costs)) < step / 2:
+            # Cost has not varied yet (the cost knobs round to the same values):
+            # a wider draw shows the cost model which inputs cost matters for.
+            radius, kind = 2.0 * radius, "random_wide"
+        else:
+            cheaper = cheaper_center(center, successes, step, radius, space)
+            if cheaper is not None and not math.isclose(float(np.abs(cheaper - center).max()), 0.0):
+                origin, kind = cheaper, "random_cheap"
     point, _ = sample_around(space, origin[None, :], 1, radius, rng)
     return point[0], kind

@@ -478,7 +478,10 @@ class CARBS(ReferenceAPI):
         return resampling.is_resample_due(len(self.success_observations), self.resample_count, frequency)
 
     def _suggest_one(self, suggestion_id: str | None, remember: bool) -> SuggestOutput:
-        index = self.suggestion_count
+        # Drives the cost levels. The observation count stands in for callers
+        # who rebuild the optimizer for every suggestion (the Optuna sampler),
+        # so that they still walk through the levels.
+        index = max(self.suggestion_count, self.observation_count)
         rng = self._next_rng()
         log_info: dict[str, float] = {}
         if len(self.success_observations) < self.config.num_random_samples:
@@ -493,7 +496,9 @@ class CARBS(ReferenceAPI):
         elif self._is_resample_due():
             kind = "resample"
             pending = list(pending_inputs(self.outstanding_suggestions, self.real_dim))
-            point = resampling.resample_point(self._pareto_groups(is_conservative=False), pending)
+            point = resampling.resample_point(
+                self._pareto_groups(is_conservative=False), pending, self.config.better_direction_sign
+            )
             self.resample_count += 1
         else:
             kind = "model"

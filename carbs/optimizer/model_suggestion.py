@@ -131,6 +131,9 @@ def suggest_from_model(
     best = pred.pareto_surrogate
     if target is not None:
         mask = cost_targeting.band_mask(target, pred.log_cost, allowed)
+        if cost_targeting.is_expansion_fallback(target, pred.log_cost, allowed):
+            top = float(model.pareto_surrogate_at(front_log_costs[-1:])[0])
+            best = acquisition.clamp_pareto_value(best, top)
     else:
         mask = allowed
         if config.is_expected_improvement_pareto_value_clamped:

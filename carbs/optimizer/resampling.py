@@ -66,13 +66,25 @@ def is_resample_due(success_count: int, resample_count: int, frequency: int) -> 
     return frequency > 0 and success_count > (resample_count + 1) * frequency
 
 
-def resample_point(pareto: Sequence[ObservationGroup], pending: Sequence[np.ndarray]) -> np.ndarray:
-    """The Pareto point with the fewest samples, counting pending runs of it (cheapest on ties)."""
+def resample_point(
+    pareto: Sequence[ObservationGroup], pending: Sequence[np.ndarray], better_direction_sign: int = 1
+) -> np.ndarray:
+    """The Pareto point with the fewest samples, counting pending runs of it.
+
+    Among equally sampled points, the one that leads its cheaper neighbour on
+    the front by the most goes first: a lucky noisy run shows up as a large
+    lead, and it is the one that most distorts the front if it does not hold.
+    """
     ordered = sorted(pareto, key=group_cost)
-    best_point, best_count = ordered[0][0].real_number_input, math.inf
+    best_key: tuple[int, float] | None = None
+    best_point = ordered[0][0].real_number_input
+    previous: float | None = None
     for g in ordered:
         x = g[0].real_number_input
-        count = len(g) + pending_count_at(pending, x)
-        if count < best_count:
-            best_point, best_count = x, count
+        mean = group_output(g) * better_direction_sign
+        lead = 0.0 if previous is None else mean - previous
+        previous = mean
+        key = (len(g) + pending_count_at(pending, x), -lead)
+        if best_key is None or key < best_key:
+            best_point, best_key = x, key
     return np.array(best_point, copy=True)
