@@ -199,53 +199,38 @@ def test_summary_is_what_the_report_and_scaling_show(url: str, tmp_path: Path,
     assert [p["name"] for p in data["params"]] == [p.name for p in demo_params()]
 
 
-class CurveStorage(Storage):
-    """Intermediate values kept beside the storage, read the way the storage serves curves.
-
-    ``last_steps`` and ``intermediate_values`` have the storage's signatures for
-    learning curves: the last step of every curve, then whole curves by trial number.
-    """
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.points: dict[int, list[Any]] = {}
-        self.curve_reads: list[list[int] | None] = []
-
-    def add(self, number: int, step: int, value: float, cost: float) -> None:
-        from types import SimpleNamespace
-
-        self.points.setdefault(number, []).append(SimpleNamespace(step=step, value=value, cost=cost))
-
-    def last_steps(self, study_id: int) -> dict[int, int]:
-        return {n: pts[-1].step for n, pts in self.points.items()}
-
-    def intermediate_values(self, study_id: int, numbers: Any = None) -> dict[int, list[Any]]:
-        self.curve_reads.append(None if numbers is None else sorted(numbers))
-        wanted = self.points if numbers is None else {n: self.points[n] for n in numbers}
-        return {n: list(p) for n, p in wanted.items()}
-
-
 def test_curves_are_read_incrementally(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("carbs.dashboard.data.REFRESH_INTERVAL", 0.0)  # every request reads
-    storage = CurveStorage(url)
+    storage = Storage(url)
+    reads: list[list[int] | None] = []
+    real = storage.intermediate_values
+
+    def spy(study_id: int, numbers: Any = None) -> Any:
+        reads.append(None if numbers is None else sorted(numbers))
+        return real(study_id, numbers)
+
+    monkeypatch.setattr(storage, "intermediate_values", spy)
     feeds = Feeds(storage, run=lambda fn, job: fn(*job))
+    study = carbs.load_study("s", storage)
     with TestClient(create_app(storage, feeds=feeds)) as client:
         empty = client.get("/api/studies/s/curves").json()
         assert empty == {"available": True, "version": 0, "curves": {}}
+        running = 40  # fill_study left trial 40 running
         for step in range(3):
-            storage.add(40, step, 3.0 - step, 10.0 * (step + 1))
-        storage.add(7, 0, 2.0, 5.0)
+            study.report(running, 3.0 - step, step, cost=10.0 * (step + 1))
+        other = study.ask(worker="w")
+        study.report(other, 2.0, 0, cost=5.0)
         first = client.get("/api/studies/s/curves?since=0").json()
-        assert set(first["curves"]) == {"40", "7"}
-        assert [p["step"] for p in first["curves"]["40"]] == [0, 1, 2]
-        assert first["curves"]["40"][2] == {"step": 2, "value": 1.0, "cost": 30.0}
-        # Trial 40 reports one more step: only its curve is read and sent again.
-        storage.add(40, 3, 0.5, 40.0)
+        assert set(first["curves"]) == {str(running), str(other.number)}
+        assert [p["step"] for p in first["curves"][str(running)]] == [0, 1, 2]
+        assert first["curves"][str(running)][2] == {"step": 2, "value": 1.0, "cost": 30.0}
+        # One more step of one trial: only its curve is read and sent again.
+        study.report(running, 0.5, 3, cost=40.0)
         later = client.get(f"/api/studies/s/curves?since={first['version']}").json()
-        assert set(later["curves"]) == {"40"} and len(later["curves"]["40"]) == 4
-        assert storage.curve_reads == [[7, 40], [40]]
+        assert set(later["curves"]) == {str(running)} and len(later["curves"][str(running)]) == 4
+        assert reads == [sorted([running, other.number]), [running]]
         assert client.get(f"/api/studies/s/curves?since={later['version']}").json()["curves"] == {}
-        assert storage.curve_reads == [[7, 40], [40]]  # nothing grew: nothing read
+        assert reads == [sorted([running, other.number]), [running]]  # nothing grew: nothing read
         # The trial page carries its own curve.
-        assert len(client.get("/api/studies/s/trials/40").json()["curve"]) == 4
+        assert len(client.get(f"/api/studies/s/trials/{running}").json()["curve"]) == 4
         assert client.get("/api/studies/s/trials/3").json()["curve"] == []

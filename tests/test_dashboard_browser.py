@@ -218,3 +218,28 @@ def test_token_is_required(storage_url: str, watched: Watched) -> None:
         proc.wait(timeout=30)
     # The 401 of the first visit is the only error the page logged.
     assert all("401" in e for e in watched.errors), watched.errors
+
+
+def test_learning_curves_appear_live(server: str, storage_url: str, watched: Watched) -> None:
+    page = watched.page
+    page.goto(server + "studies/live")
+    page.wait_for_function("window.carbsDashboard && window.carbsDashboard.drawn")
+    assert page.locator("#curves-section").is_hidden()
+    study = carbs.load_study("live", storage_url)
+    trial = study.ask(worker="curve-writer")
+    for step in range(4):
+        study.report(trial, 3.0 - 0.5 * step, step, cost=2.0 * (step + 1))
+    page.wait_for_selector("#curves-section:not(.hidden)", timeout=30_000)
+    page.wait_for_function(
+        f"() => {{ const d = document.getElementById('curves');"
+        f" return d.data && d.data.some(t => t.name === 'trial {trial.number}' && t.x.length === 4); }}",
+        timeout=30_000)
+    study.report(trial, 1.2, 4, cost=10.0)  # the curve grows while the page is open
+    page.wait_for_function(
+        f"() => document.getElementById('curves').data.some(t => t.name === 'trial {trial.number}'"
+        " && t.x.length === 5)", timeout=30_000)
+    page.goto(server + f"studies/live/trials/{trial.number}")
+    page.wait_for_function("document.getElementById('trial-curve') && "
+                           "document.getElementById('trial-curve').data[0].x.length === 5")
+    study.tell(trial, output=1.1, cost=12.0)
+    assert watched.errors == []
