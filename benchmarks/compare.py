@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks.environment import environment_lines
+from benchmarks.environment import environment_lines, git_commit
 from benchmarks.harness import PROTOCOL_TRIALS, PROTOCOLS, RunTrace, protocol_budget, run_one
 from benchmarks.problems import PROBLEM_CLASSES, make_problem
 from benchmarks.report import (
@@ -115,6 +115,7 @@ def _run_cached(job: _Job) -> RunTrace:
     problem = make_problem(problem_name)
     budget = protocol_budget(problem, mode, protocol)
     trace = run_one(problem, get_tuner_spec(tuner_name), seed, budget, protocol)
+    trace.commit = git_commit()
     if trace.error is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(trace.to_dict()))
@@ -197,6 +198,7 @@ def _log(trace: RunTrace) -> None:
 def write_report(args: argparse.Namespace, traces: list[RunTrace], notes: list[str], wall_s: float) -> str:
     """Tables and plots; returns the markdown report."""
     scores = score_all(traces)
+    carbs_commits = sorted({t.commit or "(not recorded)" for t in traces if t.tuner == "carbs"})
     tag = args.mode if args.protocol == "cost" else f"{args.mode}-{args.protocol}"
     out_dir = args.out or BENCHMARKS_DIR / "results" / tag
     img_dir = DOCS_IMG_DIR if args.protocol == "cost" else DOCS_IMG_DIR / args.protocol
@@ -210,6 +212,7 @@ def write_report(args: argparse.Namespace, traces: list[RunTrace], notes: list[s
         "",
         f"- protocol: {protocol}",
         *environment_lines(),
+        *([f"- CARBS runs made at commit {', '.join(carbs_commits)}"] if carbs_commits else []),
         f"- total wall time of this invocation: {wall_s:.0f} s",
         "",
         "### Summary: mean best output at the full budget (rank)",

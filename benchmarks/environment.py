@@ -74,7 +74,7 @@ def environment_lines() -> list[str]:
     ]
     commit = git_commit()
     if commit:
-        lines.append(f"- this repository (the CARBS measured) at commit {commit}")
+        lines.append(f"- report made at commit {commit}")
     for name in EXTERNAL_TUNERS:
         python = venv_python(name)
         if python.exists():

@@ -52,6 +52,8 @@ class RunTrace:
     error: str | None = None
     # "cost" (stop at the cost budget) or "trials" (a fixed trial count, any cost).
     protocol: str = "cost"
+    # The commit of this repository the run was made at (which CARBS it measured).
+    commit: str | None = None
 
     @property
     def capped(self) -> bool:

@@ -698,6 +698,7 @@ def test_trial_protocol_refresh_and_cache_only_tuners(
     report = (tmp_path / "out" / "results.md").read_text()
     assert "protocol `trials`" in report and "30 trials per run" in report
     assert "gap to truth" in report and "max / max of first 15" in report
+    assert "CARBS runs made at commit" in report
     runs = {p.name: p.stat().st_mtime_ns for p in raw.glob("*.json")}
     assert sorted(runs) == ["mf_hartmann__carbs__0.json", "mf_hartmann__random__0.json"]
     # --refresh reruns only the named tuner; the other is read back from the cache.
