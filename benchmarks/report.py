@@ -15,6 +15,7 @@ from benchmarks.metrics import (
     EARLY_TRIALS,
     FrontReference,
     RunScores,
+    best_in_first,
     best_so_far_curve,
     counted_trials,
     front_at,
@@ -229,18 +230,25 @@ def plot_problem(problem: str, by_tuner: dict[str, list[RunTrace]], path: Path) 
 
     p = make_problem(problem)
     all_traces = [t for ts in by_tuner.values() for t in ts]
-    # Under the fixed-trial protocol the budget is unbounded: plot up to the costliest run.
-    budget = max(t.budget_cost if math.isfinite(t.budget_cost) else t.total_cost for t in all_traces)
+    # Under the fixed-trial protocol the budget is a trial count: best so far per trial.
+    by_trial = all(t.protocol == "trials" for t in all_traces)
     reference = FrontReference.from_traces(all_traces)
-    first_costs = [t.trials[0].cost for t in all_traces if t.trials]
-    lo = max(min(first_costs) if first_costs else budget * 1e-3, budget * 1e-4)
-    grid = np.geomspace(lo, budget, 120)
+    if by_trial:
+        grid = np.arange(1, max(t.max_trials for t in all_traces) + 1, dtype=float)
+    else:
+        budget = max(t.budget_cost for t in all_traces)
+        first_costs = [t.trials[0].cost for t in all_traces if t.trials]
+        lo = max(min(first_costs) if first_costs else budget * 1e-3, budget * 1e-4)
+        grid = np.geomspace(lo, budget, 120)
     front_grid = np.geomspace(reference.c_lo, reference.c_hi, 200)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=80)
     start_y = -math.inf
     for tuner, traces in by_tuner.items():
-        curves = np.array([best_so_far_curve(t, grid) for t in traces])
+        curves = np.array([
+            [best_in_first(t, int(n)) for n in grid] if by_trial else best_so_far_curve(t, grid)
+            for t in traces
+        ])
         ok = np.all(np.isfinite(curves), axis=0)
         if ok.any():
             mean = curves[:, ok].mean(axis=0)
@@ -255,8 +263,12 @@ def plot_problem(problem: str, by_tuner: dict[str, list[RunTrace]], path: Path) 
         ax2.step(front_grid, np.mean(fronts, axis=0), where="post", lw=1.4, label=_label(tuner))
     best = np.minimum(front_at(reference.costs, reference.outputs, front_grid), reference.y_ref)
     ax2.step(front_grid, best, where="post", color="black", ls="--", lw=1.0, label="best known")
-    ax1.set(xscale="log", xlabel=f"cumulative cost ({p.cost_unit})", ylabel="best output so far",
-            title=f"{problem}: best so far (mean, min-max over seeds)")
+    truth = p.true_front(front_grid) if knows_true_front(p) else None
+    if truth is not None:
+        ax2.plot(front_grid, np.minimum(truth, reference.y_ref), color="grey", ls=":", lw=1.2, label="true frontier")
+    ax1.set(xscale="linear" if by_trial else "log",
+            xlabel="trials" if by_trial else f"cumulative cost ({p.cost_unit})",
+            ylabel="best output so far", title=f"{problem}: best so far (mean, min-max over seeds)")
     ax2.set(xscale="log", xlabel=f"cost of one trial ({p.cost_unit})", ylabel="best output at ≤ cost",
             title="Pareto front (mean over seeds)")
     lo_y = reference.y_best - 0.05 * (reference.y_ref - reference.y_best)
