@@ -692,9 +692,11 @@ def test_trial_protocol_refresh_and_cache_only_tuners(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     raw = tmp_path / "raw"
-    base = ["--quick", "--protocol", "trials", "--problems", "mf_hartmann", "--seeds", "1", "--no-plots",
+    base = ["--quick", "--protocol", "trials", "--problems", "mf_hartmann", "--seeds", "1",
             "--out", str(tmp_path / "out"), "--cache", str(raw)]  # fmt: skip
-    assert compare.main([*base, "--tuners", "random,carbs"]) == 0
+    assert compare.main([*base, "--tuners", "random,carbs", "--plots", str(tmp_path / "img")]) == 0
+    assert (tmp_path / "img" / "mf_hartmann.png").stat().st_size > 1000
+    base.append("--no-plots")
     report = (tmp_path / "out" / "results.md").read_text()
     assert "protocol `trials`" in report and "30 trials per run" in report
     assert "gap to truth" in report and "max / max of first 15" in report
