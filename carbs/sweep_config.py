@@ -59,6 +59,12 @@ _TOP_KEYS = (
     "log_dir",
     "fail_fast",
     "early_stopping",
+    "launcher",
+    "gpus_per_trial",
+    "gpus",
+    "retries",
+    "retry_on",
+    "trials_dir",
 )
 _BUDGET_KEYS = ("trials", "cost", "time")
 _HEARTBEAT_KEYS = ("interval", "grace")
@@ -81,10 +87,72 @@ _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SETTINGS_OWN_KEYS = ("better_direction_sign", "seed")
 # Consecutive same-cause failures that stop a sweep nothing has succeeded in yet.
 DEFAULT_FAIL_FAST = 5
+# ``cost: gpu_seconds``: wall-clock seconds times the GPUs a trial holds.
+GPU_SECONDS = "gpu_seconds"
+# Failures a trial is to blame for; retried only when listed in ``retry_on``.
+# (Interrupted, stale and lost trials are always retried when ``retries`` > 0.)
+OWN_FAULT_KINDS = ("error", "timeout", "bad_output")
+INFRASTRUCTURE_KINDS = ("interrupted", "stale", "lost")
+LAUNCHER_TYPES = ("local", "ray", "slurm")
+_LAUNCHER_KEYS: dict[str, tuple[str, ...]] = {
+    "local": ("type",),
+    "ray": ("type", "address", "resources"),
+    "slurm": (
+        "type",
+        "partition",
+        "account",
+        "time",
+        "gpus_per_node",
+        "cpus_per_task",
+        "mem",
+        "sbatch",
+        "setup",
+        "trials_per_job",
+        "poll_interval",
+        "python",
+    ),
+}
 
 
 class SweepConfigError(ValueError):
     """A sweep file is invalid; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed trial's point is run again (as a new trial linked by ``retry_of``).
+
+    Attributes:
+        max_retries: re-runs of one point at most (0: never).
+        on: failure kinds that are retried: always the infrastructure ones
+            (interrupted, stale, lost), plus those of ``retry_on``.
+    """
+
+    max_retries: int = 0
+    on: tuple[str, ...] = INFRASTRUCTURE_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form."""
+        return {"max_retries": self.max_retries, "on": list(self.on)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RetryPolicy:
+        """The inverse of :meth:`to_dict` (``None``: no retries)."""
+        if not data:
+            return cls()
+        return cls(int(data.get("max_retries", 0)), tuple(data.get("on", INFRASTRUCTURE_KINDS)))
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    """Where trials run: ``type`` (local, ray, slurm) and its validated options."""
+
+    type: str = "local"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form, with the sweep file's key names."""
+        return {"type": self.type, **self.options}
 
 
 @dataclass(frozen=True)
@@ -134,6 +202,11 @@ class SweepConfig:
         fail_fast: stop after this many consecutive trials fail for the same reason
             while none has succeeded (``0``: never).
         early_stopping: the stopping rule (``None``: trials always run to the end).
+        launcher: where trials run (local processes, a Ray cluster, Slurm jobs).
+        gpus_per_trial: GPUs each trial holds (0: none).
+        gpus: the local GPU ids handed out (``None``: those found on the machine).
+        retries: when lost (or, if asked, failed) trials are run again.
+        trials_dir: parent of the per-trial directories (``$CARBS_TRIAL_DIR``).
         source: the file the config came from.
         warnings: problems worth telling the user that do not stop the sweep.
     """
@@ -158,6 +231,11 @@ class SweepConfig:
     log_dir: str | None = None
     fail_fast: int = DEFAULT_FAIL_FAST
     early_stopping: EarlyStopping | None = None
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    gpus_per_trial: int = 0
+    gpus: list[str] | None = None
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    trials_dir: str | None = None
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -189,6 +267,10 @@ class SweepConfig:
             "early_stopping": (
                 self.early_stopping.to_dict() if self.early_stopping is not None else None
             ),
+            "launcher": self.launcher.to_dict(),
+            "gpus_per_trial": self.gpus_per_trial,
+            "retries": self.retries.to_dict(),
+            "trials_dir": self.trials_dir,
         }
 
 
@@ -470,6 +552,13 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
             f"program reports, not from the parameters: the program must report {cost!r} "
             "too (or use cost: wall_clock), or every trial fails"
         )
+    gpus_per_trial = (
+        _integer("gpus_per_trial", data["gpus_per_trial"], minimum=0) if "gpus_per_trial" in data else 0
+    )
+    if cost == GPU_SECONDS and gpus_per_trial == 0:
+        raise SweepConfigError(
+            f"cost: {GPU_SECONDS} needs gpus_per_trial >= 1 (the GPUs each trial holds)"
+        )
 
     budget = Budget()
     if "budget" in data:
@@ -524,6 +613,15 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
             raise SweepConfigError(str(e)) from None
 
     seed = _integer("seed", data["seed"], minimum=0) if "seed" in data else 0
+    launcher = parse_launcher("launcher", data.get("launcher", {"type": "local"}))
+    gpus = validate_gpus(launcher, gpus_per_trial, data.get("gpus"))
+    retries = _retries(data)
+    if launcher.type == "ray" and early_stopping is not None:
+        raise SweepConfigError(
+            "early_stopping reads a trial's reports while it runs on this machine; trials "
+            "of launcher 'ray' run on the cluster's nodes, so remove one of the two "
+            "(launcher 'local' and 'slurm' support it)"
+        )
     config = SweepConfig(
         name=name,
         command=command,
@@ -552,6 +650,13 @@ def _parse(data: Any, source: str | None, base_dir: str | None) -> SweepConfig:
         fail_fast=_integer("fail_fast", data["fail_fast"], minimum=0) if "fail_fast" in data
         else DEFAULT_FAIL_FAST,
         early_stopping=early_stopping,
+        launcher=launcher,
+        gpus_per_trial=gpus_per_trial,
+        gpus=gpus,
+        retries=retries,
+        trials_dir=os.path.normpath(
+            os.path.join(base_dir, _text("trials_dir", data.get("trials_dir", "carbs-trials")))
+        ),
         source=source,
         warnings=warnings,
     )
@@ -594,6 +699,112 @@ def _program_warnings(command: list[str], workdir: str) -> list[str]:
             "every trial would fail"
         ]
     return []
+
+
+def _retries(data: Mapping[str, Any]) -> RetryPolicy:
+    count = _integer("retries", data["retries"], minimum=0) if "retries" in data else 0
+    extra: list[str] = []
+    if "retry_on" in data:
+        raw = data["retry_on"]
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not raw:
+            raise SweepConfigError(
+                f"retry_on must be a list of failure kinds from {list(OWN_FAULT_KINDS)}, got {raw!r}"
+            )
+        for kind in raw:
+            if kind in INFRASTRUCTURE_KINDS:
+                continue  # always retried
+            if kind not in OWN_FAULT_KINDS:
+                raise SweepConfigError(
+                    f"retry_on: unknown failure kind {kind!r}; choose from {list(OWN_FAULT_KINDS)}"
+                    " (interrupted, stale and lost trials are always retried)"
+                )
+            extra.append(kind)
+        if count == 0:
+            raise SweepConfigError("retry_on is set but retries is 0: set retries: N (N >= 1)")
+    return RetryPolicy(count, INFRASTRUCTURE_KINDS + tuple(dict.fromkeys(extra)))
+
+
+def parse_gpu_list(where: str, value: Any) -> list[str]:
+    """GPU ids as CUDA_VISIBLE_DEVICES spells them: a list, or a string ``"0,1,2"``."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value:
+        raise SweepConfigError(f"{where} must be a non-empty list of GPU ids, got {value!r}")
+    ids = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, str)) or str(item).strip() == "":
+            raise SweepConfigError(f"{where} must hold GPU indices or UUIDs, got {item!r}")
+        ids.append(str(item).strip())
+    if len(set(ids)) != len(ids):
+        raise SweepConfigError(f"{where} lists a GPU twice: {ids}")
+    return ids
+
+
+def validate_gpus(launcher: LauncherConfig, gpus_per_trial: int, value: Any) -> list[str] | None:
+    """The ``gpus:`` list checked against the launcher and ``gpus_per_trial``."""
+    gpus = None if value is None else parse_gpu_list("gpus", value)
+    if gpus is not None and launcher.type != "local":
+        raise SweepConfigError(
+            f"gpus lists this machine's devices, which only the local launcher hands out; "
+            f"with launcher {launcher.type!r} the cluster assigns GPUs (use gpus_per_trial)"
+        )
+    if gpus is not None and gpus_per_trial == 0:
+        raise SweepConfigError("gpus is set but gpus_per_trial is 0: set gpus_per_trial: N")
+    if gpus is not None and gpus_per_trial > len(gpus):
+        raise SweepConfigError(
+            f"gpus_per_trial ({gpus_per_trial}) is more than the GPUs listed in gpus ({gpus})"
+        )
+    if launcher.type == "slurm" and gpus_per_trial:
+        per_node = launcher.options.get("gpus_per_node")
+        if per_node is not None and per_node != gpus_per_trial:
+            raise SweepConfigError(
+                f"launcher.gpus_per_node ({per_node}) differs from gpus_per_trial "
+                f"({gpus_per_trial}); a Slurm job runs one trial at a time, so give one of them"
+            )
+    return gpus
+
+
+def parse_launcher(where: str, value: Any) -> LauncherConfig:
+    """Validate a ``launcher:`` mapping (or a bare type name) into a :class:`LauncherConfig`."""
+    if isinstance(value, str):
+        value = {"type": value}
+    raw = _mapping(where, value)
+    kind = raw.get("type", "local")
+    if kind not in LAUNCHER_TYPES:
+        raise SweepConfigError(
+            f"{where}.type must be one of {list(LAUNCHER_TYPES)}, got {kind!r}"
+            + _suggest(str(kind), LAUNCHER_TYPES)
+        )
+    _check_keys(where, raw, _LAUNCHER_KEYS[kind])
+    options: dict[str, Any] = {}
+    for key, item in raw.items():
+        at = f"{where}.{key}"
+        if key == "type":
+            continue
+        if key in ("address", "partition", "account", "mem", "python"):
+            options[key] = _text(at, item)
+        elif key == "resources":
+            resources = {}
+            for name, amount in _mapping(at, item).items():
+                number = _number(f"{at}.{name}", amount)
+                if number < 0:
+                    raise SweepConfigError(f"{at}.{name} must be >= 0, got {amount!r}")
+                resources[str(name)] = number
+            options[key] = resources
+        elif key in ("time", "poll_interval"):
+            options[key] = parse_duration(at, item)
+        elif key in ("gpus_per_node",):
+            options[key] = _integer(at, item, minimum=0)
+        elif key in ("cpus_per_task", "trials_per_job"):
+            options[key] = _integer(at, item, minimum=1)
+        elif key in ("sbatch", "setup"):
+            lines = [item] if isinstance(item, str) else item
+            if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+                raise SweepConfigError(f"{at} must be a list of strings, got {item!r}")
+            options[key] = list(lines)
+    return LauncherConfig(str(kind), options)
 
 
 def _load_toml(text: str) -> Any:

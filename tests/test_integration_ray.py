@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
+from _netns import only_loopback, private_network
 from ray import tune
 
 from carbs import CARBSParams, ChoiceSpace, LinearSpace, LogSpace, Param, StateError
@@ -298,18 +299,21 @@ def ray_cluster() -> Any:
 
     # Ray's socket paths must stay short, so not under pytest's tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="carbsray", dir="/tmp")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    # The local cluster runs in a network namespace of its own (only loopback).
+    with private_network():
+        assert only_loopback()
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 class _RecordingSearcher(CARBSSearcher):

@@ -170,11 +170,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     for t in trials:
         if t.state == TrialState.RUNNING:
             age = (now - (t.heartbeat_at or t.started_at)).total_seconds()
+            on = f"{t.worker} ({t.job})" if t.job else t.worker
             console.print(
-                f"running: trial {t.number} on {t.worker} for "
+                f"running: trial {t.number} on {on} for "
                 f"{fmt_seconds((now - t.started_at).total_seconds())} (last heartbeat "
                 f"{fmt_seconds(age)} ago)  {fmt_params(t.params)}"
             )
+    if (study.config.get("launcher") or {}).get("type") == "slurm":
+        from carbs.launchers.slurm import describe_jobs
+
+        for line in describe_jobs(study.name) or ["Slurm jobs: none queued or running"]:
+            console.print(line)
     failures = [t for t in trials if t.state == TrialState.FAILED][-5:]
     for t in failures:
         console.print(f"failed: trial {t.number}: {failure_note(t)}", markup=False)

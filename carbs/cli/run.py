@@ -48,6 +48,19 @@ def register(subparsers: Any) -> None:
     run.add_argument("--storage", metavar="URL", help="override the file's storage URL")
     run.add_argument("--study", metavar="NAME", help="override the file's study name")
     run.add_argument(
+        "--launcher",
+        metavar="TYPE",
+        help="where trials run: local, ray or slurm (overrides the file's launcher.type)",
+    )
+    run.add_argument(
+        "-L",
+        "--launcher-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a launcher option, e.g. -L address=auto or -L partition=gpu (repeatable)",
+    )
+    run.add_argument(
         "--allow-space-change",
         action="store_true",
         help="resume a study even though its search space, direction or metric changed",
@@ -90,6 +103,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no live display; one line per trial")
     parser.add_argument("--echo", action="store_true", help="show the trial programs' output")
+    parser.add_argument(
+        "--gpus", metavar="IDS", help="GPU ids handed to trials here, e.g. 0,1,2,3 (local launcher)"
+    )
+    parser.add_argument(
+        "--retries", type=int, metavar="N", help="re-run a point lost to the infrastructure up to N times"
+    )
 
 
 def _budget(args: argparse.Namespace, base: Budget) -> Budget:
@@ -132,11 +151,49 @@ def _overrides(args: argparse.Namespace, spec: Any) -> Any:
     )
 
 
+def _launcher_overrides(args: argparse.Namespace, config: Any) -> None:
+    """Apply --launcher, -L, --gpus and --retries to a parsed sweep file (validated the same way)."""
+    import yaml
+
+    from carbs.sweep_config import RetryPolicy, SweepConfigError, parse_launcher, validate_gpus
+
+    try:
+        if args.launcher or args.launcher_option:
+            raw = config.launcher.to_dict()
+            if args.launcher and args.launcher != raw["type"]:
+                raw = {"type": args.launcher}
+            for item in args.launcher_option:
+                key, sep, value = item.partition("=")
+                if not sep or not key.strip():
+                    raise SweepConfigError(f"--launcher-option must be KEY=VALUE, got {item!r}")
+                raw[key.strip()] = yaml.safe_load(value) if value.strip() else value
+            config.launcher = parse_launcher("launcher", raw)
+        if args.gpus is not None:
+            config.gpus = args.gpus
+        if args.retries is not None:
+            if args.retries < 0:
+                raise SweepConfigError(f"--retries must be >= 0, got {args.retries}")
+            config.retries = RetryPolicy(args.retries, config.retries.on)
+        config.gpus = validate_gpus(config.launcher, config.gpus_per_trial, config.gpus)
+    except SweepConfigError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+
+
+def _check_launcher(launcher: Any, spec: Any, storage_url: str, workers: int, console: Any) -> None:
+    from carbs.launchers import LauncherError, check
+
+    try:
+        for warning in check(launcher, spec, storage_url, workers):
+            console.print(f"[yellow]warning:[/] {warning}")
+    except LauncherError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``carbs run SWEEP_FILE``."""
     from carbs._extras import MissingExtraError
     from carbs.runner.worker import RunSpec
-    from carbs.storage import Storage, StorageError
+    from carbs.storage import Storage, StorageError, normalize_url
     from carbs.study import StudyDefinitionError, create_study
     from carbs.sweep_config import SweepConfigError, load_sweep_config
 
@@ -146,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(str(e), EXIT_USAGE) from None
     if args.study:
         config.name = args.study
+    _launcher_overrides(args, config)
     spec = _overrides(args, RunSpec.from_sweep(config))
     config.budget = spec.budget
     config.trial_timeout = spec.trial_timeout
@@ -153,6 +211,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers < 1:
         raise CliError(f"--workers must be >= 1, got {workers}", EXIT_USAGE)
     config.workers = workers
+    console = stderr_console()
+    _check_launcher(
+        config.launcher, spec, normalize_url(args.storage or config.storage), workers, console
+    )
     try:
         storage = Storage(args.storage or config.storage)
         existed = any(s.name == config.name for s in storage.list_studies())
@@ -173,7 +235,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     except StorageError as e:
         raise CliError(str(e), EXIT_STORAGE) from None
-    console = stderr_console()
     counts = study.state_counts()
     if existed:
         console.print(
@@ -182,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     else:
         console.print(f"created study [bold]{study.name}[/] in {storage}")
-    return _run(study, spec, workers, args, console)
+    return _run(study, spec, workers, args, console, config.launcher)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -206,7 +267,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else 1
     if workers < 1:
         raise CliError(f"--workers must be >= 1, got {workers}", EXIT_USAGE)
+    if args.retries is not None:
+        from carbs.sweep_config import RetryPolicy
+
+        spec.retries = RetryPolicy(max(args.retries, 0), spec.retries.on)
+    if args.gpus is not None:
+        from carbs.sweep_config import SweepConfigError, parse_gpu_list
+
+        try:
+            spec.gpus = parse_gpu_list("--gpus", args.gpus)
+        except SweepConfigError as e:
+            raise CliError(str(e), EXIT_USAGE) from None
     console = stderr_console()
+    from carbs.sweep_config import LauncherConfig
+
+    _check_launcher(LauncherConfig(), spec, study.storage.url, workers, console)
     console.print(f"joining study [bold]{study.name}[/] in {study.storage}")
     return _run(study, spec, workers, args, console)
 
@@ -215,10 +290,18 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console: Any) -> int:
+def _run(
+    study: Any,
+    spec: Any,
+    workers: int,
+    args: argparse.Namespace,
+    console: Any,
+    launcher: Any = None,
+) -> int:
     from carbs.cli.progress import ProgressDisplay
     from carbs.cli.results import print_results
-    from carbs.runner.worker import SweepRunner
+    from carbs.launchers import LauncherError, make_runner
+    from carbs.sweep_config import LauncherConfig
 
     live = not args.no_progress and console.is_terminal and not args.echo
 
@@ -238,7 +321,12 @@ def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console:
         else:
             console.print(f"trial {record.number} FAILED ({failure_note(record)})", markup=False)
 
-    runner = SweepRunner(study, spec, workers, on_trial_end=on_end)
+    try:
+        runner = make_runner(
+            launcher or LauncherConfig(), study, spec, workers, on_trial_end=on_end, say=console.print
+        )
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
     # A SIGTERM (from a scheduler or `kill`) stops as cleanly as Ctrl-C. SIGINT is
     # handled explicitly too: a process started in the background by a
     # non-interactive shell inherits an ignored SIGINT and would never see Ctrl-C.
@@ -249,6 +337,8 @@ def _run(study: Any, spec: Any, workers: int, args: argparse.Namespace, console:
                 summary = runner.run()
         else:
             summary = runner.run()
+    except LauncherError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

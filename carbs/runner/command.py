@@ -15,6 +15,10 @@ ENV_TRIAL_NUMBER = "CARBS_TRIAL_NUMBER"
 ENV_STUDY = "CARBS_STUDY"
 ENV_PARAMS = "CARBS_PARAMS"
 ENV_RESULTS_FILE = "CARBS_RESULTS_FILE"
+# A directory of the trial's own that every retry of its point gets again.
+ENV_TRIAL_DIR = "CARBS_TRIAL_DIR"
+# 0 for a first run, 1 for the first retry, ...
+ENV_ATTEMPT = "CARBS_ATTEMPT"
 
 
 def format_value(value: Any) -> str:

@@ -20,17 +20,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from carbs.runner.command import default_environment, render_command, trial_environment
+from carbs.runner.command import (
+    ENV_ATTEMPT,
+    ENV_TRIAL_DIR,
+    default_environment,
+    render_command,
+    trial_environment,
+)
 from carbs.runner.curves import CurveWatcher
 from carbs.runner.fail_fast import FailFast
+from carbs.runner.gpus import ENV_VISIBLE_DEVICES, GpuPool
 from carbs.runner.process import DEFAULT_KILL_GRACE, run_process
 from carbs.runner.results import TextValues, TrialOutcome, evaluate
 from carbs.storage import FailKind, StorageError, TrialRecord, TrialState, TrialStateError
 from carbs.study import BudgetExhausted, Study, Trial, default_worker_name
 from carbs.study.heartbeat import Heartbeat
-from carbs.sweep_config import DEFAULT_FAIL_FAST, Budget, SweepConfig
+from carbs.sweep_config import DEFAULT_FAIL_FAST, GPU_SECONDS, Budget, RetryPolicy, SweepConfig
 
 logger = logging.getLogger(__name__)
+
+# A program dead of one of these while this runner was being stopped was
+# stopped with it (a scheduler signals the whole job), not by its own fault.
+_STOP_SIGNALS = frozenset({-signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL, -signal.SIGHUP})
+# Seconds to wait for the runner's own stop signal after such a death.
+_STOP_SIGNAL_WAIT = 1.0
 
 
 @dataclass
@@ -38,7 +51,10 @@ class RunSpec:
     """How a sweep's trials are run.
 
     Attributes mirror the sweep file (see ``carbs.sweep_config.SweepConfig``);
-    ``echo`` also prints the programs' output on this terminal.
+    ``echo`` also prints the programs' output on this terminal. ``gpus`` are
+    the device ids handed out here (``None``: devices are not assigned, e.g.
+    in a Slurm job that was given its own); ``job`` names the launcher job
+    this runner runs in; ``max_trials_here`` stops it after that many trials.
     """
 
     command: list[str]
@@ -55,6 +71,12 @@ class RunSpec:
     echo: bool = False
     kill_grace: float = DEFAULT_KILL_GRACE
     fail_fast: int = DEFAULT_FAIL_FAST
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    gpus_per_trial: int = 0
+    gpus: list[str] | None = None
+    trials_dir: str | None = None
+    job: str | None = None
+    max_trials_here: int | None = None
 
     @classmethod
     def from_sweep(cls, config: SweepConfig) -> RunSpec:
@@ -72,6 +94,10 @@ class RunSpec:
             heartbeat_interval=config.heartbeat_interval,
             heartbeat_grace=config.heartbeat_grace,
             fail_fast=config.fail_fast,
+            retries=config.retries,
+            gpus_per_trial=config.gpus_per_trial,
+            gpus=config.gpus,
+            trials_dir=config.trials_dir,
         )
 
     @classmethod
@@ -98,6 +124,9 @@ class RunSpec:
             heartbeat_interval=float(heartbeat.get("interval", 10.0)),
             heartbeat_grace=float(heartbeat.get("grace", 60.0)),
             fail_fast=int(cfg.get("fail_fast", DEFAULT_FAIL_FAST)),
+            retries=RetryPolicy.from_dict(cfg.get("retries")),
+            gpus_per_trial=int(cfg.get("gpus_per_trial") or 0),
+            trials_dir=cfg.get("trials_dir"),
         )
 
 
@@ -161,6 +190,16 @@ class SweepRunner:
         self._fail_fast: FailFast | None = None
         self._pids: set[int] = set()  # running programs, for a second Ctrl-C
         self._killing = False
+        self._asked = 0
+        self._gpus: GpuPool | None = None
+        if spec.gpus_per_trial and spec.gpus is not None:
+            if n_workers * spec.gpus_per_trial > len(spec.gpus):
+                raise ValueError(
+                    f"{n_workers} workers x gpus_per_trial {spec.gpus_per_trial} need "
+                    f"{n_workers * spec.gpus_per_trial} GPUs, but only {len(spec.gpus)} are "
+                    f"available ({spec.gpus}); lower workers or list more gpus"
+                )
+            self._gpus = GpuPool(spec.gpus)
 
     # -- control --------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -254,11 +293,19 @@ class SweepRunner:
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self.request_stop(f"time budget reached ({self.spec.budget.max_time:g} s)")
             return None
+        limit = self.spec.max_trials_here
+        with self._lock:
+            if limit is not None and self._asked >= limit:
+                self.request_stop(f"ran the {limit} trial(s) of this worker")
+                return None
+            self._asked += 1
         try:
             return self.study.ask(
                 worker=worker,
                 heartbeat_grace=self.spec.heartbeat_grace,
                 budget=self.spec.budget,
+                retries=self.spec.retries,
+                job=self.spec.job,
             )
         except BudgetExhausted as e:
             self.request_stop(str(e))
@@ -281,21 +328,49 @@ class SweepRunner:
         finally:
             done.set()
 
+    def trial_dir(self, trial: Trial) -> str | None:
+        """The trial's own directory, the same for every retry of its point."""
+        if not self.spec.trials_dir:
+            return None
+        return os.path.join(self.spec.trials_dir, self.study.name, f"trial-{trial.lineage:05d}")
+
+    def trial_extras(self, trial: Trial, gpus: list[str] | None) -> dict[str, str]:
+        """Environment variables of the trial beyond the command's: its directory, attempt, GPUs."""
+        extras = {ENV_ATTEMPT: str(trial.attempt)}
+        directory = self.trial_dir(trial)
+        if directory is not None:
+            extras[ENV_TRIAL_DIR] = directory
+        if gpus is not None:
+            extras[ENV_VISIBLE_DEVICES] = ",".join(gpus)
+        return extras
+
     def _run_trial(self, trial: Trial, slot: int) -> None:
         self._heartbeat.add(trial.number)
         if self.on_trial_start is not None:
             self.on_trial_start(trial, slot)
+        gpus = None
+        if self._gpus is not None:
+            gpus = self._gpus.acquire(self.spec.gpus_per_trial, self._interrupt)
         scratch = tempfile.mkdtemp(prefix=f"carbs-trial-{trial.number}-")
+        directory = self.trial_dir(trial)
         watcher = CurveWatcher(
             self.study,
             trial,
             self.spec.metric,
-            self.spec.cost,
+            None if self.spec.cost == GPU_SECONDS else self.spec.cost,
             os.path.join(scratch, "results.json"),
             self.study.early_stopping,
         )
         try:
-            outcome, stderr_tail = self._execute(trial, scratch, watcher)
+            if gpus is None and self._gpus is not None:
+                outcome = TrialOutcome(None, 1e-6, FailKind.INTERRUPTED, "interrupted")
+                stderr_tail = ""
+            else:
+                if directory is not None:
+                    os.makedirs(directory, exist_ok=True)
+                extras = self.trial_extras(trial, gpus)
+                outcome, stderr_tail = self._execute(trial, scratch, watcher, extras)
+                outcome = self._judge_stop(outcome)
         except Exception as e:  # a bug or an OS error must not leave the trial RUNNING
             logger.exception("trial %d could not be run", trial.number)
             outcome = TrialOutcome(None, 1e-6, FailKind.ERROR, f"{type(e).__name__}: {e}")
@@ -303,10 +378,27 @@ class SweepRunner:
         finally:
             self._heartbeat.discard(trial.number)
             shutil.rmtree(scratch, ignore_errors=True)
+            if gpus is not None and self._gpus is not None:
+                self._gpus.release(gpus)
+        if self.spec.cost == GPU_SECONDS and outcome.fail_kind is None:
+            outcome.cost *= max(self.spec.gpus_per_trial, 1)
         self._record(trial, outcome, stderr_tail, watcher.user_attrs())
+        if directory is not None:
+            _remove_if_empty(directory, stop_at=self.spec.trials_dir)
+
+    def _judge_stop(self, outcome: TrialOutcome) -> TrialOutcome:
+        """A program killed by a stop signal while this runner is stopped too was interrupted."""
+        if outcome.fail_kind != FailKind.ERROR or outcome.reason is None:
+            return outcome
+        killed = any(
+            outcome.reason == f"killed by {signal.Signals(-code).name}" for code in _STOP_SIGNALS
+        )
+        if killed and self._interrupt.wait(_STOP_SIGNAL_WAIT):
+            return TrialOutcome(None, outcome.cost, FailKind.INTERRUPTED, "interrupted", outcome.values)
+        return outcome
 
     def _execute(
-        self, trial: Trial, scratch: str, watcher: CurveWatcher
+        self, trial: Trial, scratch: str, watcher: CurveWatcher, extras: Mapping[str, str]
     ) -> tuple[TrialOutcome, str]:
         spec = self.spec
         results_file = watcher.results_file
@@ -325,6 +417,7 @@ class SweepRunner:
             study=self.study.name,
             results_file=results_file,
         )
+        env.update(extras)
         logs: dict[str, Any] = {}
         if spec.log_dir:
             stem = os.path.join(spec.log_dir, f"{self.study.name}-trial-{trial.number:05d}")
@@ -421,6 +514,21 @@ class SweepRunner:
             self.request_stop(stop)
         if self.on_trial_end is not None:
             self.on_trial_end(record, outcome)
+
+
+def _remove_if_empty(directory: str, stop_at: str | None) -> None:
+    """Remove a trial directory the program left empty, and its emptied parents up to ``stop_at``."""
+    stop = os.path.abspath(stop_at) if stop_at else None
+    path = os.path.abspath(directory)
+    while path and path != stop:
+        try:
+            os.rmdir(path)  # fails when not empty: nothing the program wrote is removed
+        except OSError:
+            return
+        path = os.path.dirname(path)
+    if stop is not None:
+        with contextlib.suppress(OSError):  # other studies' directories may still be there
+            os.rmdir(stop)
 
 
 def spec_with_overrides(spec: RunSpec, overrides: Mapping[str, Any]) -> RunSpec:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, inspect, or_, select, update
+from sqlalchemy import Connection, Engine, func, insert, inspect, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from carbs.storage.engine import (
     shared_engine,
 )
 from carbs.storage.models import (
+    ADDED_COLUMNS,
     SCHEMA_VERSION,
     Base,
     IntermediateRow,
@@ -112,6 +113,8 @@ def _trial_record(row: TrialRow) -> TrialRecord:
         heartbeat_grace=row.heartbeat_grace,
         worker=row.worker,
         suggestion_kind=row.suggestion_kind,
+        retry_of=row.retry_of,
+        job=row.job,
         fail_kind=FailKind(row.fail_kind) if row.fail_kind else None,
         fail_reason=row.fail_reason,
         stderr_tail=row.stderr_tail,
@@ -182,8 +185,10 @@ class LockedStudy:
         heartbeat_grace: float | None = None,
         suggestion_kind: str | None = None,
         user_attrs: dict[str, Any] | None = None,
+        retry_of: int | None = None,
+        job: str | None = None,
     ) -> TrialRecord:
-        """Insert a RUNNING trial with the next number."""
+        """Insert a RUNNING trial with the next number (a re-run of ``retry_of`` if given)."""
         if heartbeat_grace is not None and not (
             math.isfinite(heartbeat_grace) and heartbeat_grace > 0
         ):
@@ -202,6 +207,8 @@ class LockedStudy:
             heartbeat_grace=heartbeat_grace,
             worker=worker,
             suggestion_kind=suggestion_kind,
+            retry_of=retry_of,
+            job=job,
             user_attrs_json=_dumps(user_attrs or {}, "trial user_attrs"),
         )
         self._session.add(row)
@@ -251,13 +258,7 @@ class Storage:
                     if version is None:
                         conn.execute(insert(SchemaVersionRow).values(id=1, version=SCHEMA_VERSION))
                     elif version < SCHEMA_VERSION:
-                        # 1 -> 2 added the intermediate-values table, which
-                        # create_all has just made; existing rows are unchanged.
-                        conn.execute(update(SchemaVersionRow).values(version=SCHEMA_VERSION))
-                        logger.info(
-                            "storage %s upgraded from schema version %d to %d",
-                            masked(self.url), version, SCHEMA_VERSION,
-                        )
+                        self._upgrade(conn, version)
                 return
             except SchemaVersionError:
                 raise
@@ -271,6 +272,25 @@ class Storage:
                     ) from None
                 time.sleep(0.1 * (attempt + 1))
         self._check_version()
+
+    def _upgrade(self, conn: Connection, version: int) -> None:
+        """Bring a database written by an older carbs up to ``SCHEMA_VERSION`` in place.
+
+        Runs in the schema transaction (the SQLite write lock, or PostgreSQL's
+        table lock for the ALTER), so two processes opening an old database at
+        once upgrade it once: the second sees the new version, or fails on an
+        existing column and retries.
+        """
+        columns = {c["name"] for c in inspect(conn).get_columns(TrialRow.__tablename__)}
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for table, column, sql_type in ADDED_COLUMNS.get(step, ()):
+                if table == TrialRow.__tablename__ and column in columns:
+                    continue
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+        conn.execute(update(SchemaVersionRow).values(version=SCHEMA_VERSION))
+        logger.info(
+            "storage %s upgraded from schema version %d to %d", masked(self.url), version, SCHEMA_VERSION
+        )
 
     @staticmethod
     def _is_race(e: Exception) -> bool:
@@ -557,6 +577,18 @@ class Storage:
             return bool(getattr(result, "rowcount", 0))
 
         return self._write(beat)
+
+    def set_trial_job(self, study_id: int, number: int, job: str) -> None:
+        """Record which launcher job runs a trial (``slurm:1234``, ``ray:<task id>``)."""
+
+        def set_job(session: Session) -> None:
+            session.execute(
+                update(TrialRow)
+                .where(TrialRow.study_id == study_id, TrialRow.number == number)
+                .values(job=job)
+            )
+
+        self._write(set_job)
 
     def reap_stale(self, study_id: int) -> list[int]:
         """Mark RUNNING trials without a recent heartbeat FAILED(stale); returns their numbers."""

@@ -1,7 +1,10 @@
 """SQLAlchemy table definitions.
 
 JSON payloads are stored as text so the same schema works unchanged on SQLite
-and PostgreSQL. Bump ``SCHEMA_VERSION`` whenever a table changes.
+and PostgreSQL. Bump ``SCHEMA_VERSION`` whenever a table changes, and list
+the columns a new version adds in ``ADDED_COLUMNS`` so that existing databases
+are upgraded in place when they are opened (new tables need no entry:
+``create_all`` makes them).
 """
 
 from __future__ import annotations
@@ -22,7 +25,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 1: studies and trials. 2: intermediate reports (learning curves) and the
 # PRUNED trial state; a version-1 database gains the new table when opened.
-SCHEMA_VERSION = 2
+# 3: trials record the trial they re-run (retry_of) and the launcher job that
+# ran them (job).
+SCHEMA_VERSION = 3
+
+# version -> (table, column, SQL type) added by that version; the columns are
+# nullable, so existing rows stay valid.
+ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    3: (
+        ("carbs_trials", "retry_of", "INTEGER"),
+        ("carbs_trials", "job", "VARCHAR(255)"),
+    ),
+}
 
 
 class Base(DeclarativeBase):
@@ -80,6 +94,11 @@ class TrialRow(Base):
     # How the optimizer chose the point ("random", "model", "resample", ...):
     # rebuilding the optimizer needs the count of resamples handed out.
     suggestion_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The trial this one re-runs (same point) after it was lost; a chain of
+    # retry_of links is the lineage of one point.
+    retry_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The launcher's job that ran it, e.g. "slurm:1234".
+    job: Mapped[str | None] = mapped_column(String(255), nullable=True)
     fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     stderr_tail: Mapped[str | None] = mapped_column(Text, nullable=True)

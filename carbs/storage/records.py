@@ -31,6 +31,7 @@ class FailKind(str, Enum):
     REPORTED = "reported"  # the program or the caller declared the failure
     INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM of the worker
     STALE = "stale"  # the worker stopped heartbeating
+    LOST = "lost"  # its node, Ray worker or Slurm job went away (cancelled, pre-empted, died)
 
     def __str__(self) -> str:
         return self.value
@@ -38,7 +39,7 @@ class FailKind(str, Enum):
 
 # Failures caused by the infrastructure rather than by the parameters: they are
 # not shown to the optimizer and do not use up the trial budget.
-NON_INFORMATIVE_FAILURES = frozenset({FailKind.INTERRUPTED, FailKind.STALE})
+NON_INFORMATIVE_FAILURES = frozenset({FailKind.INTERRUPTED, FailKind.STALE, FailKind.LOST})
 
 
 def utcnow() -> datetime:
@@ -98,7 +99,10 @@ class TrialRecord:
         heartbeat_grace: seconds without a heartbeat after which the trial is
             declared stale; ``None`` means it is never reaped.
         worker: who ran it (``host:pid:slot``).
-        suggestion_kind: how the optimizer chose the point (``random``, ``model``, ...).
+        suggestion_kind: how the optimizer chose the point (``random``, ``model``,
+            ``retry``, ...).
+        retry_of: the number of the trial this one re-runs after it was lost.
+        job: the launcher job that ran it (``slurm:1234``), if any.
         fail_kind / fail_reason: why it failed.
         stderr_tail: the last lines of the program's standard error.
         user_attrs: extra values reported by the trial.
@@ -116,6 +120,8 @@ class TrialRecord:
     heartbeat_grace: float | None = None
     worker: str | None = None
     suggestion_kind: str | None = None
+    retry_of: int | None = None
+    job: str | None = None
     fail_kind: FailKind | None = None
     fail_reason: str | None = None
     stderr_tail: str | None = None
@@ -153,6 +159,8 @@ class TrialRecord:
             "duration": self.duration,
             "worker": self.worker,
             "suggestion_kind": self.suggestion_kind,
+            "retry_of": self.retry_of,
+            "job": self.job,
             "fail_kind": self.fail_kind.value if self.fail_kind else None,
             "fail_reason": self.fail_reason,
             "stderr_tail": self.stderr_tail,

@@ -57,6 +57,7 @@ from carbs.storage import (
     StudyRecord,
     TrialRecord,
     TrialState,
+    TrialStateError,
     utcnow,
 )
 from carbs.study.trial import (
@@ -67,7 +68,7 @@ from carbs.study.trial import (
     default_worker_name,
     direction_sign,
 )
-from carbs.sweep_config import Budget
+from carbs.sweep_config import Budget, RetryPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -299,6 +300,36 @@ def estimate_saved(trials: Sequence[TrialRecord], last_steps: Mapping[int, int])
             full = median_cost
         saved += max(full - t.cost, 0.0)
     return saved
+
+
+def _lineage(trials_by_number: Mapping[int, TrialRecord], number: int) -> tuple[int, int]:
+    """(first trial of the point, attempt) of trial ``number`` by following ``retry_of``."""
+    attempt, seen = 0, set()
+    trial = trials_by_number.get(number)
+    while trial is not None and trial.retry_of is not None and trial.number not in seen:
+        seen.add(trial.number)
+        attempt += 1
+        number = trial.retry_of
+        trial = trials_by_number.get(number)
+    return number, attempt
+
+
+def retry_candidate(trials: Sequence[TrialRecord], policy: RetryPolicy | None) -> TrialRecord | None:
+    """The oldest failed trial that the policy re-runs and that nobody re-ran yet."""
+    if policy is None or policy.max_retries <= 0:
+        return None
+    by_number = {t.number: t for t in trials}
+    retried = {t.retry_of for t in trials if t.retry_of is not None}
+    for trial in trials:
+        if (
+            trial.state == TrialState.FAILED
+            and trial.fail_kind is not None
+            and trial.fail_kind.value in policy.on
+            and trial.number not in retried
+            and _lineage(by_number, trial.number)[1] < policy.max_retries
+        ):
+            return trial
+    return None
 
 
 def budget_exhausted(trials: Sequence[TrialRecord], budget: Budget | None) -> str | None:
@@ -615,6 +646,8 @@ class Study:
         heartbeat_grace: float | None = None,
         budget: Budget | None = None,
         cost_left: float | None = None,
+        retries: RetryPolicy | None = None,
+        job: str | None = None,
     ) -> Trial:
         """Choose the next point, store it as a RUNNING trial and return it.
 
@@ -627,6 +660,9 @@ class Study:
             cost_left: the caller's own cost budget left (``optimize(max_cost=...)``).
                 With it or a cost budget, the point is never predicted to cost
                 more than ``CARBSParams.max_budget_fraction`` of what is left.
+            retries: re-run the point of a trial lost to the infrastructure (or,
+                per the policy, failed) before asking the optimizer for a new one.
+            job: the launcher job running it (``slurm:1234``), kept with the trial.
 
         Processes sharing the study take turns here, and RUNNING trials are
         pending suggestions of the optimizer, so two calls never hand out the
@@ -640,9 +676,21 @@ class Study:
             reason = budget_exhausted(trials, budget)
             if reason is not None:
                 return None, reason
+            again = retry_candidate(trials, retries)
+            if again is not None:
+                record = locked.add_trial(
+                    dict(again.params),
+                    worker=worker,
+                    heartbeat_grace=heartbeat_grace,
+                    suggestion_kind="retry",
+                    retry_of=again.number,
+                    job=job,
+                )
+                logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
+                return record, None
             params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left))
             record = locked.add_trial(
-                params, worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind
+                params, worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind, job=job
             )
             return record, None
 
@@ -651,7 +699,42 @@ class Study:
         if record is None:
             raise BudgetExhausted(reason or "budget spent")
         logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)
-        return Trial(record.number, dict(record.params), self.name, record.started_at, self)
+        return self._trial(record)
+
+    def _trial(self, record: TrialRecord) -> Trial:
+        lineage, attempt = record.number, 0
+        if record.retry_of is not None:
+            by_number = {t.number: t for t in self.trials()}
+            by_number[record.number] = record
+            lineage, attempt = _lineage(by_number, record.number)
+        return Trial(
+            record.number,
+            dict(record.params),
+            self.name,
+            record.started_at,
+            self,
+            retry_of=record.retry_of,
+            lineage=lineage,
+            attempt=attempt,
+        )
+
+    def mark_lost(self, trial: Trial | int, reason: str) -> TrialRecord | None:
+        """Mark a RUNNING trial FAILED(lost): its node or job went away. ``None`` if it had ended."""
+        number = trial.number if isinstance(trial, Trial) else int(trial)
+        record = self.trial(number)
+        if record.state != TrialState.RUNNING:
+            return None
+        try:
+            return self.storage.finish_trial(
+                self.id,
+                number,
+                state=TrialState.FAILED,
+                cost=max((utcnow() - record.started_at).total_seconds(), 1e-6),
+                fail_kind=FailKind.LOST,
+                fail_reason=reason,
+            )
+        except TrialStateError:  # it ended meanwhile: its own result stands
+            return None
 
     def heartbeat(self, trial: Trial | int) -> bool:
         """Tell the storage a trial's worker is alive; ``False`` if the trial is no longer RUNNING."""

@@ -71,6 +71,10 @@ class Trial:
         params: the parameter values to run.
         study_name: the study it belongs to.
         started_at: when it was handed out (UTC).
+        retry_of: the trial whose point this one runs again, if it is a retry.
+        lineage: the number of the first trial of that point (its own number
+            unless it is a retry); names the per-trial directory kept across retries.
+        attempt: 0 for a first run, 1 for the first retry, ...
     """
 
     number: int
@@ -80,6 +84,13 @@ class Trial:
     _study: TrialOwner | None = field(default=None, repr=False, compare=False)
     # The rule of the optimize call that runs it: None -> the study's stored rule, False -> off.
     _early_stopping: EarlyStopping | bool | None = field(default=None, repr=False, compare=False)
+    retry_of: int | None = None
+    lineage: int = -1
+    attempt: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lineage < 0:
+            object.__setattr__(self, "lineage", self.number)
 
     def _owner(self) -> TrialOwner:
         if self._study is None:
