@@ -34,9 +34,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from carbs.runner.worker import RunSpec, SweepRunner
     from carbs.study import load_study
+    from carbs.sweep_config import Budget
 
     study = load_study(args.study)
     spec = RunSpec.from_study(study)
+    # The sweep's time budget is the driver's: it stops submitting jobs then.
+    spec.budget = Budget(spec.budget.max_trials, spec.budget.max_cost, None)
     spec.job = f"slurm:{os.environ.get('SLURM_JOB_ID', '?')}"
     spec.max_trials_here = args.trials
     summary = SweepRunner(study, spec, 1).run()

@@ -295,10 +295,11 @@ class SweepRunner:
             return None
         limit = self.spec.max_trials_here
         with self._lock:
-            if limit is not None and self._asked >= limit:
-                self.request_stop(f"ran the {limit} trial(s) of this worker")
-                return None
-            self._asked += 1
+            spent = limit is not None and self._asked >= limit
+            self._asked += 0 if spent else 1
+        if spent:
+            self.request_stop(f"ran the {limit} trial(s) of this worker")
+            return None
         try:
             return self.study.ask(
                 worker=worker,
