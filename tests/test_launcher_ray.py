@@ -9,6 +9,7 @@ nothing else is lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -83,10 +84,8 @@ def _stop(marker: str) -> None:
     """Stop this test's Ray processes only (``ray stop`` would stop every Ray on the machine)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in _own_processes(marker):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         time.sleep(1.0)
 
 

@@ -26,6 +26,7 @@ from carbs.runner.results import TrialOutcome
 from carbs.runner.worker import RunSpec, SweepRunner
 from carbs.storage import FailKind
 from carbs.storage.engine import is_sqlite
+from carbs.sweep_config import GPU_SECONDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from carbs.runner.curves import CurveWatcher
@@ -105,7 +106,7 @@ def run_on_node(
         outcome = evaluate(
             result,
             metric=spec.metric,
-            cost_key=spec.cost if spec.cost != "gpu_seconds" else None,
+            cost_key=None if spec.cost == GPU_SECONDS else spec.cost,
             results_file=results_file,
             timeout=spec.trial_timeout,
         )

@@ -459,7 +459,7 @@ class SweepRunner:
         outcome = evaluate(
             result,
             metric=spec.metric,
-            cost_key=spec.cost,
+            cost_key=None if spec.cost == GPU_SECONDS else spec.cost,
             results_file=results_file,
             timeout=spec.trial_timeout,
             text_values=text.values(),
