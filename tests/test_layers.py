@@ -132,11 +132,17 @@ _FORBIDDEN = {
         "carbs.dashboard", "carbs.sweep_config", "carbs.launchers",
     ),
     "carbs.storage": (
-        "carbs.study", "carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard",
+        "carbs.study", "carbs.runner", "carbs.launchers", "carbs.cli", "carbs.analysis", "carbs.integrations",
+        "carbs.dashboard",
     ),
-    "carbs.sweep_config": ("carbs.study", "carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations"),
-    "carbs.study": ("carbs.runner", "carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard"),
-    "carbs.runner": ("carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard"),
+    "carbs.sweep_config": (
+        "carbs.study", "carbs.runner", "carbs.launchers", "carbs.cli", "carbs.analysis", "carbs.integrations",
+    ),
+    "carbs.study": (
+        "carbs.runner", "carbs.launchers", "carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard",
+    ),
+    "carbs.runner": ("carbs.launchers", "carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard"),
+    "carbs.launchers": ("carbs.cli", "carbs.analysis", "carbs.integrations", "carbs.dashboard"),
 }
 
 
@@ -156,7 +162,7 @@ def test_lower_layers_never_import_upper_ones() -> None:
 @pytest.mark.parametrize(
     "module",
     ["carbs.study", "carbs.study.core", "carbs.study.export", "carbs.study.optimize", "carbs.runner.worker",
-     "carbs.storage", "carbs.cli", "carbs"],
+     "carbs.launchers", "carbs.launchers.slurm", "carbs.storage", "carbs.cli", "carbs"],
 )
 def test_no_import_circle(module: str) -> None:
     assert _circle_through(_imports(), module) is None

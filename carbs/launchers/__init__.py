@@ -19,26 +19,16 @@ returns an object with ``run() -> RunSummary`` and ``interrupt()``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from carbs.launchers.base import LauncherError, Runner
 
 if TYPE_CHECKING:  # pragma: no cover
-    from carbs.runner.worker import RunSpec, RunSummary
+    from carbs.runner.worker import RunSpec
     from carbs.study import Study
     from carbs.sweep_config import LauncherConfig
 
-
-class LauncherError(ValueError):
-    """A launcher cannot run this sweep as configured; the message says why and what to do."""
-
-
-class Runner(Protocol):
-    """What the ``carbs run`` command drives."""
-
-    def run(self) -> RunSummary:
-        """Run trials until the budget is spent or the run is interrupted."""
-
-    def interrupt(self) -> None:
-        """Stop: running trials are stopped and marked interrupted."""
+__all__ = ["LauncherError", "Runner", "check", "make_runner"]
 
 
 def check(launcher: LauncherConfig, spec: RunSpec, storage_url: str, workers: int) -> list[str]:

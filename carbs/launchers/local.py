@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from carbs.launchers import LauncherError
+from carbs.launchers.base import LauncherError
 
 if TYPE_CHECKING:  # pragma: no cover
     from carbs.runner.worker import RunSpec

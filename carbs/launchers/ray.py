@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from carbs.launchers import LauncherError
+from carbs.launchers.base import LauncherError
 from carbs.runner.results import TrialOutcome
 from carbs.runner.worker import RunSpec, SweepRunner
 from carbs.storage import FailKind
@@ -81,7 +81,7 @@ def run_on_node(
 
     from carbs.runner.command import default_environment, render_command, trial_environment
     from carbs.runner.process import run_process
-    from carbs.runner.results import evaluate
+    from carbs.runner.results import TextValues, evaluate
 
     scratch = tempfile.mkdtemp(prefix=f"carbs-trial-{number}-")
     try:
@@ -100,15 +100,23 @@ def run_on_node(
         env.update(extras)
         if extras.get("CARBS_TRIAL_DIR"):
             os.makedirs(extras["CARBS_TRIAL_DIR"], exist_ok=True)
+        cost_key = None if spec.cost == GPU_SECONDS else spec.cost
+        text = TextValues([spec.metric] + ([cost_key] if cost_key else []), spec.metric, spec.metric_regex)
         result = run_process(
-            argv, env=env, cwd=spec.workdir, timeout=spec.trial_timeout, kill_grace=spec.kill_grace
+            argv,
+            env=env,
+            cwd=spec.workdir,
+            timeout=spec.trial_timeout,
+            kill_grace=spec.kill_grace,
+            on_stdout_line=text.feed,
         )
         outcome = evaluate(
             result,
             metric=spec.metric,
-            cost_key=None if spec.cost == GPU_SECONDS else spec.cost,
+            cost_key=cost_key,
             results_file=results_file,
             timeout=spec.trial_timeout,
+            text_values=text.values(),
         )
         tail = result.stderr_tail or ("(stdout)\n" + result.stdout_tail if result.stdout_tail else "")
         return outcome, tail, ray.get_runtime_context().get_node_id()

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from carbs.launchers import LauncherError
+from carbs.launchers.base import LauncherError
 from carbs.runner.worker import RunSpec, RunSummary
 from carbs.storage import TrialState
 from carbs.storage.engine import STORAGE_ENV_VAR, is_sqlite

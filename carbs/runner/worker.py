@@ -425,7 +425,7 @@ class SweepRunner:
             logs = {"stdout_log": stem + ".out", "stderr_log": stem + ".err"}
         logger.info("trial %d: %s", trial.number, " ".join(argv))
         pids: list[int] = []
-        keys = [spec.metric] + ([spec.cost] if spec.cost else [])
+        keys = [spec.metric] + ([spec.cost] if spec.cost and spec.cost != GPU_SECONDS else [])
         text = TextValues(keys, spec.metric, spec.metric_regex)
         result = run_process(
             argv,
