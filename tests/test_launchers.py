@@ -23,7 +23,8 @@ from carbs.launchers import LauncherError
 from carbs.launchers.slurm import check_slurm, job_script, slurm_time
 from carbs.runner.worker import RunSpec
 from carbs.storage import SCHEMA_VERSION, FailKind, Storage, TrialState, dispose_engines
-from carbs.study import create_study, load_study, retry_candidate
+from carbs.study import create_study, load_study
+from carbs.study.core import retry_candidate
 from carbs.sweep_config import (
     LauncherConfig,
     RetryPolicy,

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 _STOP_SIGNALS = frozenset({-signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL, -signal.SIGHUP})
 # Seconds to wait for the runner's own stop signal after such a death.
 _STOP_SIGNAL_WAIT = 1.0
+# Seconds between looks at a spent budget while this runner's trials may still be lost.
+_BUDGET_RECHECK = 0.5
 
 
 @dataclass
@@ -191,6 +193,7 @@ class SweepRunner:
         self._pids: set[int] = set()  # running programs, for a second Ctrl-C
         self._killing = False
         self._asked = 0
+        self._active = 0  # trials of this runner being run now
         self._gpus: GpuPool | None = None
         if spec.gpus_per_trial and spec.gpus is not None:
             if n_workers * spec.gpus_per_trial > len(spec.gpus):
@@ -300,17 +303,25 @@ class SweepRunner:
         if spent:
             self.request_stop(f"ran the {limit} trial(s) of this worker")
             return None
-        try:
-            return self.study.ask(
-                worker=worker,
-                heartbeat_grace=self.spec.heartbeat_grace,
-                budget=self.spec.budget,
-                retries=self.spec.retries,
-                job=self.spec.job,
-            )
-        except BudgetExhausted as e:
-            self.request_stop(str(e))
-            return None
+        while True:
+            try:
+                return self.study.ask(
+                    worker=worker,
+                    heartbeat_grace=self.spec.heartbeat_grace,
+                    budget=self.spec.budget,
+                    retries=self.spec.retries,
+                    job=self.spec.job,
+                )
+            except BudgetExhausted as e:
+                # A trial still running here may yet be lost, and its point need a
+                # retry that the budget then allows: wait for those trials first.
+                with self._lock:
+                    waiting = self.spec.retries.max_retries > 0 and self._active > 0
+                if not waiting:
+                    self.request_stop(str(e))
+                    return None
+            if self._stop.wait(_BUDGET_RECHECK):
+                return None
 
     def _worker(self, slot: int, done: threading.Event) -> None:
         worker = default_worker_name(slot)
@@ -346,6 +357,15 @@ class SweepRunner:
         return extras
 
     def _run_trial(self, trial: Trial, slot: int) -> None:
+        with self._lock:
+            self._active += 1
+        try:
+            self._run_one(trial, slot)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def _run_one(self, trial: Trial, slot: int) -> None:
         self._heartbeat.add(trial.number)
         if self.on_trial_start is not None:
             self.on_trial_start(trial, slot)
