@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from carbs.storage import SCHEMA_VERSION, FailKind, Storage, TrialState, dispose
 from carbs.study import create_study, load_study
 from carbs.study.core import retry_candidate
 from carbs.sweep_config import (
+    Budget,
     LauncherConfig,
     RetryPolicy,
     SweepConfigError,
@@ -356,3 +359,35 @@ def test_a_version_1_database_is_upgraded_in_place(backend: str, tmp_path: Path)
         trial = again.ask(job="slurm:7")
         assert again.trial(trial.number).job == "slurm:7"
         Storage(url)  # opening an upgraded database again changes nothing
+
+
+def test_a_lost_last_trial_is_rerun_although_the_budget_looked_spent(tmp_path: Path) -> None:
+    from carbs.runner.results import TrialOutcome
+    from carbs.runner.worker import SweepRunner
+
+    study = create_study(
+        "last", f"sqlite:///{tmp_path / 'l.db'}", [Param("x", LinearSpace(min=0, max=1, scale=0.25), 0.5)]
+    )
+    other_done = threading.Event()
+
+    class LosesTrialZero(SweepRunner):
+        def _execute(self, trial: Any, scratch: str, extras: Any) -> tuple[TrialOutcome, str]:
+            if trial.number == 0:  # lost only after the other slot found the budget spent
+                assert other_done.wait(30)
+                time.sleep(1.0)
+                return TrialOutcome(None, 1.0, FailKind.LOST, "node died"), ""
+            other_done.set()
+            return TrialOutcome(0.25, 1.0), ""
+
+    spec = RunSpec(
+        command=["true"], metric="loss", budget=Budget(max_trials=2), retries=RetryPolicy(1),
+        trials_dir=str(tmp_path / "trials"),
+    )  # fmt: skip
+    summary = LosesTrialZero(study, spec, 2).run()
+    trials = study.trials()
+    assert [(t.number, t.state, t.retry_of) for t in trials] == [
+        (0, TrialState.FAILED, None),
+        (1, TrialState.COMPLETE, None),
+        (2, TrialState.COMPLETE, 0),
+    ]
+    assert summary.completed == 2 and summary.failed == 1
