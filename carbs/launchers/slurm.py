@@ -131,8 +131,8 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
 
 
 def active_jobs(study: str) -> dict[str, str]:
-    """Job id -> state of the study's jobs that Slurm still lists as queued or running."""
-    out = _run(["squeue", "--noheader", f"--name={job_name(study)}", "--format=%i %T"])
+    """Job id -> state of this user's jobs of the study that Slurm lists as queued or running."""
+    out = _run(["squeue", "--me", "--noheader", f"--name={job_name(study)}", "--format=%i %T"])
     jobs = {}
     for line in out.splitlines():
         parts = line.split()
@@ -305,7 +305,9 @@ def describe_jobs(study: str) -> list[str]:
     if shutil.which("squeue") is None:
         return []
     try:
-        out = _run(["squeue", "--noheader", f"--name={job_name(study)}", "--format=%i %T %M %R"])
+        out = _run(
+            ["squeue", "--me", "--noheader", f"--name={job_name(study)}", "--format=%i %T %M %R"]
+        )
     except (LauncherError, subprocess.TimeoutExpired) as e:
         return [f"Slurm jobs: unknown ({e})"]
     lines = []
