@@ -42,13 +42,10 @@ _NAMED_RESOURCES = ("num_cpus", "num_gpus", "memory")
 
 
 def check_ray(launcher: LauncherConfig, spec: RunSpec, storage_url: str) -> list[str]:
-    """Ray must be importable; GPUs are Ray's to assign."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise LauncherError(
-            "launcher type 'ray' needs Ray on this machine: pip install 'carbs[ray]'"
-        ) from None
+    """Ray must be importable (else ``MissingExtraError``, naming the extra to install)."""
+    from carbs._extras import require
+
+    require("ray", library="Ray", extra="ray", what="launcher type 'ray'")
     warnings = []
     if is_sqlite(storage_url):
         warnings.append(
