@@ -21,7 +21,6 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from carbs.launchers.base import LauncherError
 from carbs.runner.results import TrialOutcome
 from carbs.runner.worker import RunSpec, SweepRunner
 from carbs.storage import FailKind
