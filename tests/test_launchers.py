@@ -374,7 +374,9 @@ def test_a_lost_last_trial_is_rerun_although_the_budget_looked_spent(tmp_path: P
     other_done = threading.Event()
 
     class LosesTrialZero(SweepRunner):
-        def _execute(self, trial: Any, scratch: str, extras: Any) -> tuple[TrialOutcome, str]:
+        def _execute(
+            self, trial: Any, scratch: str, watcher: Any, extras: Any
+        ) -> tuple[TrialOutcome, str]:
             if trial.number == 0:  # lost only after the other slot found the budget spent
                 assert other_done.wait(30)
                 time.sleep(1.0)
