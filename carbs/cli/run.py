@@ -301,6 +301,7 @@ def _run(
     from carbs.cli.progress import ProgressDisplay
     from carbs.cli.results import print_results
     from carbs.launchers import LauncherError, make_runner
+    from carbs.storage import TrialState
     from carbs.sweep_config import LauncherConfig
 
     live = not args.no_progress and console.is_terminal and not args.echo
@@ -308,7 +309,7 @@ def _run(
     def on_end(record: Any, outcome: Any) -> None:
         if live:
             return
-        if outcome.pruned:
+        if record.state == TrialState.PRUNED:
             console.print(
                 f"trial {record.number} PRUNED {study.metric}={fmt_number(record.output)} "
                 f"cost={fmt_number(record.cost, 4)}: {record.fail_reason}"

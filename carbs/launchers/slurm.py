@@ -279,16 +279,19 @@ class SlurmDriver:
                 )
 
     def _report_finished(self) -> None:
-        for trial in self.study.trials([TrialState.COMPLETE, TrialState.FAILED]):
+        finished = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED]
+        for trial in self.study.trials(finished):
             if trial.number in self._seen:
                 continue
             self._seen.add(trial.number)
-            if trial.fail_kind is None:
+            if trial.state == TrialState.PRUNED:
+                self.summary.pruned += 1
+            elif trial.fail_kind is None:
                 self.summary.completed += 1
             else:
                 self.summary.failed += 1
             if self._on_trial_end is not None:
-                self._on_trial_end(trial, None)
+                self._on_trial_end(trial, None)  # the outcome stayed in the job
 
     def _cancel_all(self) -> None:
         if not self._jobs:
