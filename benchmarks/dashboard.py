@@ -74,18 +74,22 @@ def synthetic_trial(rng: np.random.Generator) -> tuple[dict[str, Any], float | N
     return params, float(loss + rng.normal(0, 0.01)), cost, None
 
 
-def fill_study(url: str, name: str, n_trials: int, seed: int = 0, running: int = 0) -> None:
+def fill_study(
+    url: str, name: str, n_trials: int, seed: int = 0, running: int = 0, curves: int = 0
+) -> None:
     """Create study ``name`` in ``url`` with ``n_trials`` finished synthetic trials.
 
     Rows are written in one bulk insert (a sweep would take hours to make
-    10,000 trials); ``running`` more trials are left RUNNING.
+    10,000 trials); ``running`` more trials are left RUNNING. With ``curves``,
+    the last ``curves`` trials also get learning curves (one point per step,
+    the value decaying toward the trial's output).
     """
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
     from sqlalchemy.orm import Session
 
     import carbs
     from carbs.storage import Storage
-    from carbs.storage.models import TrialRow
+    from carbs.storage.models import IntermediateRow, TrialRow
 
     storage = Storage(url)
     study = carbs.create_study(name, storage=storage, params=demo_params(), direction="minimize",
@@ -115,6 +119,20 @@ def fill_study(url: str, name: str, n_trials: int, seed: int = 0, running: int =
     with Session(storage.engine) as session, session.begin():
         for i in range(0, len(rows), 2000):
             session.execute(insert(TrialRow), rows[i : i + 2000])
+        if curves:
+            ids = dict(session.execute(
+                select(TrialRow.number, TrialRow.id).where(TrialRow.study_id == study.id)).all())
+            points = []
+            for row in rows[-curves:]:
+                final = row["output"] if row["output"] is not None else 4.0
+                steps = 12 if row["state"] == "COMPLETE" else int(rng.integers(3, 9))
+                total = row["cost"] or 40.0
+                for step in range(steps):
+                    frac = (step + 1) / 12
+                    value = final + 2.5 * math.exp(-4 * frac) * (1 + 0.1 * rng.normal())
+                    points.append({"trial_id": ids[row["number"]], "step": step, "value": float(value),
+                                   "cost": total * frac, "reported_at": row["started_at"]})
+            session.execute(insert(IntermediateRow), points)
 
 
 def descendant_cpu_seconds() -> float:

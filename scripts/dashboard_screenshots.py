@@ -31,7 +31,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'carbs.db'}"
-        fill_study(url, "lm-sweep", 400, seed=1, running=2)
+        fill_study(url, "lm-sweep", 400, seed=1, running=2, curves=60)
         fill_study(url, "lm-sweep-small", 60, seed=2)
         proc, base = start_dashboard(url)
         try:
@@ -52,8 +52,9 @@ def main() -> int:
                 )
                 page.wait_for_timeout(1500)
                 page.screenshot(path=str(args.out / "study.png"))
+                page.wait_for_selector("#curves-section:not(.hidden)")
                 for section, name in (("#param-plots", "parameters"), ("#laws", "laws"),
-                                      ("#trials-table", "trials")):
+                                      ("#curves", "curves"), ("#trials-table", "trials")):
                     # The section's heading at the top of the window.
                     page.evaluate("s => document.querySelector(s).closest('section')"
                                   ".scrollIntoView({block: 'start'})", section)
