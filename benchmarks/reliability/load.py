@@ -21,6 +21,7 @@ import json
 import math
 import multiprocessing
 import os
+import random
 import statistics
 import time
 import traceback
@@ -29,7 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from carbs import LinearSpace, LogSpace, Param
-from carbs.storage import StorageError, TrialRecord, TrialState, TrialStateError, dispose_engines
+from carbs.storage import (
+    Storage,
+    StorageError,
+    TrialRecord,
+    TrialState,
+    TrialStateError,
+    dispose_engines,
+)
 from carbs.study import create_study, load_study
 
 T = TypeVar("T")
@@ -73,6 +81,14 @@ class LoadResult:
     seconds: float
     ask_seconds: list[tuple[int, float]]  # (trials that existed when asked, seconds)
     error_samples: list[str]
+    # CPU seconds of each ask of the seed trials (one process alone), and of
+    # the part spent holding the study lock: what bounds many workers' asks.
+    seed_ask_cpu: list[tuple[float, float]] = field(default_factory=list)
+
+    def ask_percentile(self, q: float) -> float:
+        """The ``q`` quantile (0-1) of the ask latency, in seconds."""
+        values = sorted(s for _, s in self.ask_seconds)
+        return values[min(len(values) - 1, int(q * len(values)))] if values else math.nan
 
     @property
     def throughput(self) -> float:
@@ -115,9 +131,11 @@ def _worker(
     retry: bool,
     barrier: Any,
     out: Any,
+    trial_seconds: float = 0.0,
 ) -> None:
     """Body of one worker process."""
     report = WorkerReport(worker=f"load-{index}:{os.getpid()}")
+    pace = random.Random(index)
     try:
         study = _retrying(lambda: load_study(study_name, url), report, retry)
         barrier.wait(timeout=300)
@@ -133,6 +151,8 @@ def _worker(
             elapsed = time.perf_counter() - start
             report.asked.append((trial.number, json.dumps(trial.params, sort_keys=True), elapsed))
             output, cost = objective(trial.params)
+            if trial_seconds > 0:  # a trial that takes time, as real ones do
+                time.sleep(trial_seconds * pace.uniform(0.5, 1.5))
             try:
                 _retrying(functools.partial(study.tell, trial, output, cost), report, retry)
                 report.told += 1
@@ -159,6 +179,24 @@ def _overlapping_duplicates(trials: list[TrialRecord]) -> int:
     return count
 
 
+def seed_finished_trials(url: str, study_name: str, n: int, seed: int = 0) -> None:
+    """Store ``n`` COMPLETE trials at random points directly, without the optimizer
+    (a study that already holds a long history, in seconds). Every fifth is
+    marked a resample, as in a sweep with the default ``resample_frequency``,
+    so that the next asks are not a run of resamples catching up."""
+    study = load_study(study_name, url)
+    storage: Storage = study.storage
+    rng = random.Random(seed)
+    for i in range(n):
+        params = {"x": rng.uniform(-1.0, 1.0), "lr": 10 ** rng.uniform(-4.0, 0.0)}
+        kind = "resample" if i % 5 == 4 else "random"
+        record = storage.locked_study(
+            study.id, lambda locked, p=params, k=kind: locked.add_trial(p, suggestion_kind=k)
+        )
+        output, cost = objective(params)
+        storage.finish_trial(study.id, record.number, state=TrialState.COMPLETE, output=output, cost=cost)
+
+
 def run_load(
     url: str,
     *,
@@ -169,20 +207,39 @@ def run_load(
     settings: dict[str, Any] | None = None,
     grace: float = 600.0,
     seed_trials: int = 0,
+    seed_random_trials: int = 0,
+    trial_seconds: float = 0.0,
     retry: bool = False,
     during: Callable[[], None] | None = None,
 ) -> LoadResult:
     """Run the load test on an empty storage at ``url`` and reconcile the counts.
 
     ``seed_trials`` trials are run first in this process, so that the workers
-    start in the model phase rather than the random one. With ``retry`` the
+    start in the model phase rather than the random one; ``seed_random_trials``
+    finished trials at random points are stored before them. Each worker's
+    trials take ``trial_seconds`` (from half to one and a half times). With ``retry`` the
     workers retry storage errors (as a sweep loop riding out a database
     restart would); ``during`` is called once all workers have started (to
     inject a fault).
     """
     study = create_study(study_name, url, params=PARAMS, settings=settings or {})
+    seed_finished_trials(url, study_name, seed_random_trials)
+    seed_ask_cpu = []
+    locked_cpu = [0.0]
+    real_locked = study.storage.locked_study
+
+    def timed_locked(study_id: int, fn: Callable[[Any], T]) -> T:
+        start = time.process_time()
+        try:
+            return real_locked(study_id, fn)
+        finally:
+            locked_cpu[0] += time.process_time() - start
+
+    study.storage.locked_study = timed_locked  # type: ignore[method-assign]
     for _ in range(seed_trials):
+        locked_cpu[0], start = 0.0, time.process_time()
         trial = study.ask()
+        seed_ask_cpu.append((time.process_time() - start, locked_cpu[0]))
         study.tell(trial, *objective(trial.params))
     # Forked children must not share pooled connections with this process.
     dispose_engines()
@@ -191,7 +248,7 @@ def run_load(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(url, study_name, i, trials_per_process, grace, retry, barrier, out),
+            args=(url, study_name, i, trials_per_process, grace, retry, barrier, out, trial_seconds),
         )
         for i in range(processes)
     ]
@@ -237,4 +294,5 @@ def run_load(
         seconds=seconds,
         ask_seconds=[(n, s) for n, _, s in handed],
         error_samples=errors[:5],
+        seed_ask_cpu=seed_ask_cpu,
     )

@@ -42,8 +42,15 @@ def _scaled_sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def matern32(A: np.ndarray, B: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
     """Unit-amplitude Matern-3/2 kernel matrix ``(n, m)``."""
-    r = np.sqrt(_scaled_sqdist(A / lengthscales, B / lengthscales))
-    return (1.0 + _SQRT3 * r) * np.exp(-_SQRT3 * r)
+    # In place: candidates x observations matrices reach millions of entries,
+    # and every temporary costs a pass over memory.
+    r = _scaled_sqdist(A / lengthscales, B / lengthscales)
+    np.sqrt(r, out=r)
+    r *= _SQRT3
+    e = np.exp(-r)
+    r += 1.0
+    r *= e
+    return r
 
 
 def _cholesky(K: np.ndarray) -> np.ndarray:
@@ -140,11 +147,15 @@ class GPRegressor:
         y: np.ndarray,
         rng: np.random.Generator,
         lengthscale_prior: float | None = None,
+        theta: np.ndarray | None = None,
     ) -> GPRegressor:
         """Fit hyperparameters and condition on ``X`` ``(n, d)``, ``y`` ``(n,)``.
 
         ``lengthscale_prior`` is the prior median length scale in input units
         (default ``0.5 * sqrt(d)``, which keeps high-dimensional models smooth).
+        ``theta`` (the :attr:`theta` of an earlier fit in the same space) skips
+        the hyperparameter search: only the standardisation and the posterior
+        are computed anew.
         """
         X = np.asarray(X, dtype=float)
         y = np.asarray(y, dtype=float)
@@ -163,7 +174,11 @@ class GPRegressor:
         theta0 = np.concatenate(
             [np.full(d, priors.log_lengthscale), [priors.log_signal, priors.log_linear, priors.log_noise]]
         )
-        if n >= 2 and std > 1e-12:
+        if theta is not None:
+            theta = np.asarray(theta, dtype=float)
+            if theta.shape != theta0.shape or not np.all(np.isfinite(theta)):
+                raise GPFitError(f"theta of shape {theta.shape} does not fit {d} inputs")
+        elif n >= 2 and std > 1e-12:
             idx = np.arange(n)
             if n > self.max_fit_points:
                 idx = np.sort(rng.choice(n, size=self.max_fit_points, replace=False))
@@ -227,6 +242,13 @@ class GPRegressor:
         """Inputs the posterior is conditioned on."""
         assert self._X is not None
         return self._X
+
+    def predict_mean(self, Xs: np.ndarray) -> np.ndarray:
+        """Posterior mean ``(m,)`` only: no triangular solve, a fraction of :meth:`predict`'s cost."""
+        if self._X is None or self.theta is None:
+            raise GPFitError("predict before fit")
+        Ks = self._kernel(np.asarray(Xs, dtype=float), self._X)
+        return np.asarray(Ks @ self._alpha * self._y_std + self._y_mean)
 
     def predict(self, Xs: np.ndarray, full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean ``(m,)`` and latent variance ``(m,)`` (or covariance ``(m, m)``)."""
@@ -296,8 +318,18 @@ class GPClassifier:
         log_evidence = -0.5 * float(a @ f) + loglik - float(np.sum(np.log(np.diag(L))))
         return f, sw, L, log_evidence
 
-    def fit(self, X: np.ndarray, failed: np.ndarray, rng: np.random.Generator) -> GPClassifier:
-        """Fit on inputs ``(n, d)`` and labels ``(n,)`` (1 = failed, 0 = succeeded)."""
+    def fit(
+        self,
+        X: np.ndarray,
+        failed: np.ndarray,
+        rng: np.random.Generator,
+        hyperparameters: tuple[float, float] | None = None,
+    ) -> GPClassifier:
+        """Fit on inputs ``(n, d)`` and labels ``(n,)`` (1 = failed, 0 = succeeded).
+
+        ``hyperparameters`` (the :attr:`hyperparameters` of an earlier fit)
+        skips the grid search over length scale and amplitude.
+        """
         X = np.asarray(X, dtype=float)
         y = np.asarray(failed, dtype=float)
         n, d = X.shape
@@ -308,7 +340,9 @@ class GPClassifier:
             idx = np.sort(rng.choice(n, size=self.max_fit_points, replace=False))
         base = 0.5 * math.sqrt(d)
         best: tuple[float, float, float] | None = None
-        for mult in (0.25, 0.5, 1.0, 2.0):
+        if hyperparameters is not None:
+            best = (0.0, float(hyperparameters[0]), float(hyperparameters[1]))
+        for mult in (0.25, 0.5, 1.0, 2.0) if best is None else ():
             for amp in (1.0, 4.0, 16.0):
                 ls = np.full(d, base * mult)
                 K = amp * matern32(X[idx], X[idx], ls)
@@ -328,6 +362,11 @@ class GPClassifier:
         self._grad = y - expit(f + self._m0)
         self._X = X
         return self
+
+    @property
+    def hyperparameters(self) -> tuple[float, float]:
+        """``(length scale, amplitude)`` chosen by the last fit."""
+        return float(self._ls[0]), self._amp
 
     def predict_proba(self, Xs: np.ndarray) -> np.ndarray:
         """Probability of failure ``(m,)`` (probit approximation of the predictive)."""

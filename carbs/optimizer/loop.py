@@ -55,7 +55,7 @@ from carbs.optimizer.space import (
     SpaceError,
     _is_number,
 )
-from carbs.optimizer.surrogate import SurrogateModel
+from carbs.optimizer.surrogate import SurrogateHyperparameters, SurrogateModel
 from carbs.optimizer.types import (
     SUGGESTION_ID_DICT_KEY,
     ObservationInBasic,
@@ -102,6 +102,9 @@ class CARBS(ReferenceAPI):
         self.remaining_cost_budget: float | None = None
         self._lock = threading.RLock()
         self._fit_cache: tuple[tuple[float, ...], SurrogateModel, list[ObservationGroup]] | None = None
+        # Hyperparameters of the last fit: the next fits reuse them until the
+        # data grew enough (see carbs.optimizer.surrogate). Studies share them.
+        self.surrogate_hyperparameters: SurrogateHyperparameters | None = None
         self._warn_unreachable_integers()
         self._wandb: Any = None
         if config.is_wandb_logging_enabled:
@@ -165,6 +168,13 @@ class CARBS(ReferenceAPI):
         """
         with self._lock:
             return self._suggest_one(suggestion_id, is_suggestion_remembered)
+
+    def fit_surrogates(self) -> None:
+        """Fit the surrogate models now (once the random phase is over), so that the
+        next ``suggest`` only scores candidates; the fit is kept until the next observation."""
+        with self._lock, threadpool_limits(limits=1, user_api="blas"):  # as in _suggest_one
+            if len(self.success_observations) >= self.config.num_random_samples:
+                self._fitted_surrogate()
 
     def suggest_batch(self, n: int) -> list[SuggestOutput]:
         """Return ``n`` different suggestions for ``n`` idle workers, all pending.
@@ -553,8 +563,10 @@ class CARBS(ReferenceAPI):
         fit_rng = np.random.default_rng([self.config.seed, *key, 7])
         groups = self._pareto_groups(self.config.is_pareto_group_selection_conservative)
         model = fit_surrogate(
-            self.success_observations, self.failure_observations, groups, self.config, self.real_dim, fit_rng
+            self.success_observations, self.failure_observations, groups, self.config, self.real_dim, fit_rng,
+            previous=self.surrogate_hyperparameters,
         )
+        self.surrogate_hyperparameters = model.hyperparameters
         self._fit_cache = (fingerprint, model, groups)
         return model, groups
 

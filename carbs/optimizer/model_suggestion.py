@@ -25,7 +25,7 @@ from carbs.optimizer import acquisition, candidates, cost_targeting
 from carbs.optimizer.config import CARBSParams, CostTargetingEnum
 from carbs.optimizer.pareto import ObservationGroup, group_cost, group_output
 from carbs.optimizer.space import SearchSpace
-from carbs.optimizer.surrogate import SurrogateModel, SurrogatePrediction
+from carbs.optimizer.surrogate import SurrogateHyperparameters, SurrogateModel, SurrogatePrediction
 from carbs.optimizer.types import ObservationInBasic
 
 logger = logging.getLogger(__name__)
@@ -38,9 +38,11 @@ def fit_surrogate(
     config: CARBSParams,
     dim: int,
     rng: np.random.Generator,
+    previous: SurrogateHyperparameters | None = None,
 ) -> SurrogateModel:
-    """Fit the output, cost, failure and Pareto-front models."""
-    model = SurrogateModel(config.better_direction_sign, rng)
+    """Fit the output, cost, failure and Pareto-front models (``previous``: the
+    hyperparameters of an earlier fit, reused while the data grew little)."""
+    model = SurrogateModel(config.better_direction_sign, rng, previous)
     X = np.stack([o.real_number_input for o in successes])
     X_fail = np.stack([o.real_number_input for o in failures]) if failures else np.empty((0, dim))
     model.fit_observations(

@@ -22,10 +22,13 @@ ObservationGroup = tuple[ObservationInBasic, ...]
 
 def group_observations(observations: Sequence[ObservationInBasic]) -> list[ObservationGroup]:
     """Group observations whose inputs are equal (to 1e-8 in basic space), in first-seen order."""
+    if not observations:
+        return []
+    # One rounding of the stacked inputs: per-row numpy calls dominate at thousands of rows.
+    rows = np.round(np.stack([np.asarray(o.real_number_input, dtype=float) for o in observations]), 8)
     groups: dict[bytes, list[ObservationInBasic]] = {}
-    for obs in observations:
-        key = np.round(np.asarray(obs.real_number_input, dtype=float), 8).tobytes()
-        groups.setdefault(key, []).append(obs)
+    for obs, row in zip(observations, rows):
+        groups.setdefault(row.tobytes(), []).append(obs)
     return [tuple(g) for g in groups.values()]
 
 

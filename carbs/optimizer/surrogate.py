@@ -7,6 +7,17 @@
 * failure: a GP classifier of the probability that a run fails.
 
 Warped-output units are called "surrogate" units below.
+
+Two measures keep a suggestion fast in big sweeps (the figures behind them
+are in docs/concepts.md, "Speed"):
+
+* hyperparameters are searched anew only when the data grew by
+  ``REFIT_GROWTH`` since the last search (always below
+  ``REFIT_MIN_OBSERVATIONS``); in between the posterior is recomputed with the
+  earlier ones, which is all a new observation changes much;
+* past ``MAX_CONDITION_POINTS`` observations the models condition on a local
+  subset: the points nearest the Pareto front (where candidates are drawn),
+  in the fitted length scales, plus a random sample for the global trend.
 """
 
 from __future__ import annotations
@@ -14,14 +25,105 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 
 from carbs.optimizer.config import OutstandingSuggestionEstimatorEnum
-from carbs.optimizer.gp import GPClassifier, GPRegressor
+from carbs.optimizer.gp import GPClassifier, GPRegressor, matern32
 
 logger = logging.getLogger(__name__)
+
+# Observations the output and cost GPs condition on at most (the classifier:
+# half as many, as its Laplace fit costs tens of factorisations).
+MAX_CONDITION_POINTS = 1000
+# Share of the conditioning subset taken nearest the Pareto front.
+LOCAL_SHARE = 0.5
+# Hyperparameters are searched again once the observations grew by this share.
+REFIT_GROWTH = 0.1
+REFIT_MIN_OBSERVATIONS = 200
+
+
+@dataclass(frozen=True)
+class SurrogateHyperparameters:
+    """Hyperparameters of the output, cost and failure models, and when they were searched.
+
+    JSON-compatible through :meth:`to_dict`, so that processes sharing a
+    study can share one search.
+    """
+
+    observation_count: int
+    dim: int
+    output_theta: tuple[float, ...]
+    cost_theta: tuple[float, ...]
+    failure: tuple[float, float] | None = None
+
+    def reusable_for(self, observation_count: int, dim: int) -> bool:
+        """Whether a fit on ``observation_count`` observations may skip the search."""
+        n0 = self.observation_count
+        return (
+            dim == self.dim
+            and n0 >= REFIT_MIN_OBSERVATIONS
+            and abs(observation_count - n0) < REFIT_GROWTH * n0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict."""
+        return {
+            "observation_count": self.observation_count,
+            "dim": self.dim,
+            "output_theta": list(self.output_theta),
+            "cost_theta": list(self.cost_theta),
+            "failure": None if self.failure is None else list(self.failure),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SurrogateHyperparameters:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` on a malformed dict."""
+        try:
+            failure = data.get("failure")
+            hp = cls(
+                observation_count=int(data["observation_count"]),
+                dim=int(data["dim"]),
+                output_theta=tuple(float(v) for v in data["output_theta"]),
+                cost_theta=tuple(float(v) for v in data["cost_theta"]),
+                failure=None if failure is None else (float(failure[0]), float(failure[1])),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"malformed surrogate hyperparameters: {e}") from None
+        if not (len(hp.output_theta) == len(hp.cost_theta) == hp.dim + 3):
+            raise ValueError(f"surrogate hyperparameters do not match dim={hp.dim}")
+        return hp
+
+
+def pareto_front_indices(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Indices of the points no cheaper-or-equal point beats (``values``: larger is better)."""
+    order = np.lexsort((-values, costs))
+    best = np.maximum.accumulate(values[order])
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = values[order][1:] > best[:-1]
+    return np.sort(order[keep])
+
+
+def local_subset(
+    X: np.ndarray, front: np.ndarray, lengthscales: np.ndarray, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Sorted indices of ``size`` rows of ``X``: those nearest the rows ``front`` (in length
+    scales, by kernel correlation) for a ``LOCAL_SHARE`` of them, a random sample of the rest."""
+    n = len(X)
+    if n <= size:
+        return np.arange(n)
+    # Kernel correlation with the nearest front point: 1 at the front, ~0 far away.
+    nearness = np.zeros(n)
+    for start in range(0, len(front), 256):
+        k = matern32(X, X[front[start : start + 256]], lengthscales)
+        np.maximum(nearness, k.max(axis=1), out=nearness)
+    n_local = int(size * LOCAL_SHARE)
+    local = np.argsort(-nearness, kind="stable")[:n_local]
+    rest = np.setdiff1d(np.arange(n), local)
+    fill = rng.choice(rest, size=size - n_local, replace=False)
+    return np.sort(np.concatenate([local, fill]))
 
 
 class QuantileWarp:
@@ -83,9 +185,17 @@ class SurrogateModel:
         rng: the optimizer's generator (for subsets and Thompson samples).
     """
 
-    def __init__(self, better_direction_sign: int, rng: np.random.Generator):
+    def __init__(
+        self,
+        better_direction_sign: int,
+        rng: np.random.Generator,
+        previous: SurrogateHyperparameters | None = None,
+    ):
         self.sign = better_direction_sign
         self.rng = rng
+        self.previous = previous
+        self._searched_at = 0
+        self._subset: np.ndarray | None = None
         self.warp: QuantileWarp | None = None
         self.output_model: GPRegressor | None = None
         self.cost_model: GPRegressor | None = None
@@ -118,15 +228,63 @@ class SurrogateModel:
         improvement there can be orders of magnitude larger than elsewhere.
         """
         self.warp = QuantileWarp(np.asarray(outputs) * self.sign)
-        self._X = np.asarray(X, dtype=float)
-        self._y = self.output_to_surrogate(outputs)
+        X = np.asarray(X, dtype=float)
+        X_fail = np.empty((0, X.shape[1])) if X_failure is None else np.asarray(X_failure, dtype=float)
+        y = self.output_to_surrogate(outputs)
+        log_cost = np.log(np.asarray(costs, dtype=float))
+        self._y_min = float(np.min(y))
         self._has_pending = False
-        self.output_model = GPRegressor().fit(self._X, self._y, self.rng)
-        self.cost_model = GPRegressor().fit(self._X, np.log(costs), self.rng)
-        if X_failure is not None and len(X_failure):
-            self._X = np.vstack([self._X, X_failure])
-            self._y = np.concatenate([self._y, np.full(len(X_failure), float(np.min(self._y)))])
+        n, dim = len(X), X.shape[1]
+        prev = self.previous
+        if prev is not None and prev.reusable_for(n + len(X_fail), dim):
+            out_theta: np.ndarray | None = np.array(prev.output_theta)
+            cost_theta: np.ndarray | None = np.array(prev.cost_theta)
+            self._searched_at = prev.observation_count
+        else:
+            out_theta = cost_theta = None
+            self._searched_at = n + len(X_fail)
+        # The pool the models condition on: successes, then failures at the
+        # worst output seen (a pessimistic imputation, without refitting the
+        # hyperparameters on it).
+        pool_X = np.vstack([X, X_fail])
+        pool_y = np.concatenate([y, np.full(len(X_fail), self._y_min)])
+        if len(pool_X) <= MAX_CONDITION_POINTS:
+            self._subset = None
+            self.output_model = GPRegressor().fit(X, y, self.rng, theta=out_theta)
+            self.cost_model = GPRegressor().fit(X, log_cost, self.rng, theta=cost_theta)
+            self._X, self._y = X, y
+            if len(X_fail):
+                self._X, self._y = pool_X, pool_y
+                self.output_model.condition(self._X, self._y)
+            return
+        if out_theta is None or cost_theta is None:
+            # Search on a random subset (the search itself uses 256 of its points).
+            sample = np.sort(self.rng.choice(n, size=min(n, MAX_CONDITION_POINTS), replace=False))
+            out_theta = GPRegressor().fit(X[sample], y[sample], self.rng).theta
+            cost_theta = GPRegressor().fit(X[sample], log_cost[sample], self.rng).theta
+        assert out_theta is not None and cost_theta is not None
+        front = pareto_front_indices(log_cost, y)
+        lengthscales = np.exp(out_theta[:dim])
+        self._subset = local_subset(pool_X, front, lengthscales, MAX_CONDITION_POINTS, self.rng)
+        ok = self._subset[self._subset < n]  # successes in the subset
+        self._X, self._y = pool_X[self._subset], pool_y[self._subset]
+        self.cost_model = GPRegressor().fit(X[ok], log_cost[ok], self.rng, theta=cost_theta)
+        self.output_model = GPRegressor().fit(X[ok], y[ok], self.rng, theta=out_theta)
+        if len(ok) < len(self._subset):
             self.output_model.condition(self._X, self._y)
+
+    @property
+    def hyperparameters(self) -> SurrogateHyperparameters:
+        """The hyperparameters of the fitted models, to pass as ``previous`` to a later fit."""
+        assert self.output_model is not None and self.cost_model is not None
+        assert self.output_model.theta is not None and self.cost_model.theta is not None
+        return SurrogateHyperparameters(
+            observation_count=self._searched_at,
+            dim=len(self.output_model.theta) - 3,
+            output_theta=tuple(float(v) for v in self.output_model.theta),
+            cost_theta=tuple(float(v) for v in self.cost_model.theta),
+            failure=None if self.failure_model is None else self.failure_model.hyperparameters,
+        )
 
     def fit_pending(
         self, X_pending: np.ndarray, estimator: OutstandingSuggestionEstimatorEnum
@@ -148,7 +306,7 @@ class SurrogateModel:
         elif estimator == OutstandingSuggestionEstimatorEnum.MEAN:
             guess, _ = self.output_model.predict(X_pending)
         else:  # CONSTANT: the worst value seen, the most pessimistic lie
-            guess = np.full(len(X_pending), float(np.min(self._y)))
+            guess = np.full(len(X_pending), self._y_min)
         self.output_model.condition(
             np.vstack([self._X, X_pending]), np.concatenate([self._y, guess])
         )
@@ -160,7 +318,21 @@ class SurrogateModel:
             return
         X = np.vstack([X_success, X_failure])
         labels = np.concatenate([np.zeros(len(X_success)), np.ones(len(X_failure))])
-        self.failure_model = GPClassifier().fit(X, labels, self.rng)
+        size = MAX_CONDITION_POINTS // 2
+        if len(X) > size:
+            # Within the output model's subset when there is one: near the front.
+            pool = self._subset if self._subset is not None and self._subset[-1] < len(X) else np.arange(len(X))
+            if len(pool) > size:
+                pool = np.sort(self.rng.choice(pool, size=size, replace=False))
+            X, labels = X[pool], labels[pool]
+        prev = self.previous
+        reuse = (
+            prev is not None
+            and prev.failure is not None
+            and prev.reusable_for(len(X_success) + len(X_failure), X.shape[1])
+        )
+        hyper = prev.failure if reuse and prev is not None else None
+        self.failure_model = GPClassifier().fit(X, labels, self.rng, hyperparameters=hyper)
 
     def fit_pareto(self, costs: np.ndarray, outputs: np.ndarray) -> None:
         """Fit the 1-D Pareto-front GP on the Pareto set's (cost, output) pairs."""
@@ -175,8 +347,7 @@ class SurrogateModel:
         """Pareto-front value at the given log costs, clamped to the front's cost range."""
         assert self.pareto_model is not None
         lo, hi = self._pareto_logcost_range
-        mean, _ = self.pareto_model.predict(np.clip(log_cost, lo, hi)[:, None])
-        return mean
+        return self.pareto_model.predict_mean(np.clip(log_cost, lo, hi)[:, None])
 
     def predict(self, X: np.ndarray) -> SurrogatePrediction:
         """Predict every model at candidates ``X`` ``(m, d)``."""

@@ -34,6 +34,7 @@ from carbs.storage.models import (
     SCHEMA_VERSION,
     Base,
     IntermediateRow,
+    ModelCacheRow,
     SchemaVersionRow,
     StudyRow,
     TrialRow,
@@ -477,6 +478,9 @@ class Storage:
                 session.delete(value_row)
             for trial_row in session.scalars(select(TrialRow).where(TrialRow.study_id == study.id)):
                 session.delete(trial_row)
+            cache_row = session.get(ModelCacheRow, study.id)
+            if cache_row is not None:
+                session.delete(cache_row)
             study_row = session.get(StudyRow, study.id)
             if study_row is not None:
                 session.delete(study_row)
@@ -742,6 +746,82 @@ class Storage:
         return self._read(
             lambda session: {int(n): int(s) for n, s in session.execute(stmt).all()}
         )
+
+    # -- model cache ----------------------------------------------------------
+    def model_cache(self, study_id: int) -> tuple[int, dict[str, Any]] | None:
+        """``(observation_count, payload)`` last saved by :meth:`save_model_cache`, or ``None``."""
+        return self.model_cache_and_claim(study_id)[0]
+
+    def model_cache_and_claim(
+        self, study_id: int
+    ) -> tuple[tuple[int, dict[str, Any]] | None, datetime | None]:
+        """:meth:`model_cache` and when the pending claim (if any) was made, in one read."""
+
+        def find(session: Session) -> tuple[tuple[int, dict[str, Any]] | None, datetime | None]:
+            row = session.get(ModelCacheRow, study_id)
+            if row is None:
+                return None, None
+            saved = None if row.observation_count < 0 else (row.observation_count, json.loads(row.payload_json))
+            return saved, as_utc(row.claimed_at)
+
+        return self._read(find)
+
+    def claim_model_refit(self, study_id: int, ttl: float) -> bool:
+        """Claim the next model fit of a study: ``False`` if another process claimed it
+        less than ``ttl`` seconds ago (and has not saved since), else ``True``."""
+        now = utcnow()
+
+        def claim(session: Session) -> bool:
+            row = session.scalar(
+                select(ModelCacheRow).where(ModelCacheRow.study_id == study_id).with_for_update()
+            )
+            if row is None:
+                session.add(
+                    ModelCacheRow(
+                        study_id=study_id, observation_count=-1, payload_json="{}",
+                        updated_at=now, claimed_at=now,
+                    )
+                )
+                session.flush()
+                return True
+            claimed = as_utc(row.claimed_at)
+            if claimed is not None and now - claimed < timedelta(seconds=ttl):
+                return False
+            row.claimed_at = now
+            return True
+
+        try:
+            return self._write(claim)
+        except IntegrityError:  # another process inserted the row first: it holds the claim
+            return False
+
+    def save_model_cache(self, study_id: int, observation_count: int, payload: dict[str, Any]) -> None:
+        """Store a study's shared model payload (unless a newer one is stored) and end the claim."""
+        text = _dumps(payload, "model cache")
+        now = utcnow()
+
+        def save(session: Session) -> None:
+            row = session.scalar(
+                select(ModelCacheRow).where(ModelCacheRow.study_id == study_id).with_for_update()
+            )
+            if row is None:
+                session.add(
+                    ModelCacheRow(
+                        study_id=study_id, observation_count=observation_count,
+                        payload_json=text, updated_at=now, claimed_at=None,
+                    )
+                )
+                return
+            row.claimed_at = None
+            if observation_count >= row.observation_count:
+                row.observation_count = observation_count
+                row.payload_json = text
+                row.updated_at = now
+
+        try:
+            self._write(save)
+        except IntegrityError:  # inserted concurrently: update it instead
+            self._write(save)
 
 
 def _first_line(e: Exception) -> str:

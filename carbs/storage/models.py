@@ -121,3 +121,18 @@ class IntermediateRow(Base):
     value: Mapped[float] = mapped_column(Double, nullable=False)
     cost: Mapped[float] = mapped_column(Double, nullable=False)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ModelCacheRow(Base):
+    """What the optimizer of a study chose to share between processes (its fitted
+    hyperparameters, as JSON) and who is computing the next version."""
+
+    __tablename__ = "carbs_model_cache"
+
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("carbs_studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    observation_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    payload_json: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -2,9 +2,16 @@
 
 The optimizer state is never stored: every :meth:`Study.ask` rebuilds a
 ``CARBS`` from the stored trials (finished trials become observations,
-RUNNING trials become pending suggestions) while holding the study's lock,
-so any number of processes on any number of machines can share one study,
-and a crash at any moment loses nothing but the trials that were running.
+RUNNING trials become pending suggestions), so any number of processes on
+any number of machines can share one study, and a crash at any moment loses
+nothing but the trials that were running.
+
+``ask`` fits the surrogate models on a snapshot of the trials *before* taking
+the study's lock; inside it, only candidates are scored, with every trial
+started or finished since the snapshot as a pending point, so that the lock
+is held for milliseconds and no running point is handed out twice. The
+models' hyperparameters are shared through the storage: one process searches
+them when the data grew enough, the others reuse them meanwhile.
 
 Example::
 
@@ -22,10 +29,12 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +43,7 @@ from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.loop import CARBS
 from carbs.optimizer.pareto import pareto_set_from_observations
 from carbs.optimizer.space import Param, SpaceError
+from carbs.optimizer.surrogate import REFIT_MIN_OBSERVATIONS, SurrogateHyperparameters
 from carbs.optimizer.types import (
     SUGGESTION_ID_DICT_KEY,
     ObservationInParam,
@@ -86,6 +96,12 @@ __all__ = [
 
 # Times a suggestion equal to a RUNNING trial's point is drawn again.
 _DUPLICATE_RETRIES = 8
+# A process searching the shared hyperparameters holds the claim this long at most.
+_REFIT_CLAIM_SECONDS = 60.0
+# Trials finished since an ask's snapshot that its models may treat as pending
+# (beyond, the snapshot is taken again): this many, or this share of the observations.
+_STALE_TRIALS = 16
+_STALE_SHARE = 0.1
 # Default heartbeat settings of Study.optimize.
 _OPTIMIZE_HEARTBEAT_INTERVAL = 10.0
 _OPTIMIZE_HEARTBEAT_GRACE = 60.0
@@ -357,6 +373,14 @@ def _cost_left(trials: Sequence[TrialRecord], budget: Budget | None, cost_left: 
     return min(left) if left else None
 
 
+@dataclass
+class _Snapshot:
+    """An optimizer built from the trials as they were, its surrogates fitted."""
+
+    optimizer: CARBS
+    observed: frozenset[int]  # numbers of the trials it holds as observations
+
+
 class Study:
     """A named search stored in a database; build one with :func:`create_study` or :func:`load_study`."""
 
@@ -369,6 +393,7 @@ class Study:
         self._reference_lock = threading.Lock()
         # Why should_prune last said "stop", per trial: the default reason of a PRUNED tell.
         self._stop_reasons: dict[int, str] = {}
+        self._snapshot: _Snapshot | None = None
 
     def __repr__(self) -> str:
         return f"Study({self.name!r}, storage={self.storage.url!r})"
@@ -624,10 +649,88 @@ class Study:
         opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
         return opt
 
-    def _suggest(
-        self, trials: list[TrialRecord], cost_left: float | None = None
-    ) -> tuple[dict[str, Any], str | None]:
+    def _take_snapshot(self) -> _Snapshot:
+        """Outside the study lock: an optimizer of the trials as they are now, fitted."""
+        trials = self.trials()
+        observed = frozenset(t.number for t in trials if _as_observation(t) is not None)
+        with self._ask_lock:
+            cached = self._snapshot
+        if cached is not None and cached.observed == observed:
+            return cached  # nothing finished since: the fitted models still hold
         opt = self.build_optimizer(trials)
+        searched = self._share_hyperparameters(opt)
+        try:
+            opt.fit_surrogates()
+        except Exception as e:  # the suggestion falls back on its own; do not fail the ask here
+            logger.debug("study %r: surrogates could not be fitted (%s)", self.name, e)
+        hp = opt.surrogate_hyperparameters
+        if searched and hp is not None:
+            self.storage.save_model_cache(self.id, hp.observation_count, hp.to_dict())
+        snapshot = _Snapshot(opt, observed)
+        with self._ask_lock:
+            self._snapshot = snapshot
+        return snapshot
+
+    def _share_hyperparameters(self, opt: CARBS) -> bool:
+        """Give ``opt`` the study's shared hyperparameters; ``True`` if this process must
+        search new ones (and save them) because they are missing or too old."""
+        n = opt.observation_count
+        if len(opt.success_observations) < opt.config.num_random_samples or n < REFIT_MIN_OBSERVATIONS:
+            return False  # no model yet, or one cheap enough that every fit searches anew
+        while True:
+            cached, claimed_at = self.storage.model_cache_and_claim(self.id)
+            hp: SurrogateHyperparameters | None = None
+            if cached is not None:
+                try:
+                    hp = SurrogateHyperparameters.from_dict(cached[1])
+                except ValueError as e:
+                    logger.warning("study %r: ignoring the stored model cache: %s", self.name, e)
+            if hp is not None and hp.dim != opt.real_dim:
+                hp = None
+            if hp is not None and hp.reusable_for(n, opt.real_dim):
+                opt.surrogate_hyperparameters = hp
+                return False
+            claimed = claimed_at is not None and (utcnow() - claimed_at).total_seconds() < _REFIT_CLAIM_SECONDS
+            if not claimed and self.storage.claim_model_refit(self.id, _REFIT_CLAIM_SECONDS):
+                return True
+            if hp is not None:
+                # Another process is searching: the older ones serve until it saves.
+                opt.surrogate_hyperparameters = dataclasses.replace(hp, observation_count=n)
+                return False
+            # None to use yet: wait for the searching process (one cheap read a
+            # second; a crashed one's claim expires and is taken over).
+            time.sleep(1.0)
+
+    def _snapshot_view(
+        self, snapshot: _Snapshot, trials: list[TrialRecord]
+    ) -> CARBS | None:
+        """Inside the lock: the snapshot's optimizer with every RUNNING trial and every trial
+        finished since the snapshot as pending; ``None`` if the snapshot is too old to use."""
+        current = {t.number for t in trials if _as_observation(t) is not None}
+        if not snapshot.observed <= current:
+            return None
+        new = current - snapshot.observed
+        if len(new) > max(_STALE_TRIALS, _STALE_SHARE * len(snapshot.observed)):
+            return None
+        opt = snapshot.optimizer
+        space = opt.search_space
+        opt.outstanding_suggestions = {}
+        for trial in trials:
+            if trial.state == TrialState.RUNNING or trial.number in new:
+                try:
+                    basic = space.to_basic(trial.params)
+                except SpaceError:
+                    continue
+                opt.outstanding_suggestions[f"trial-{trial.number}"] = SuggestionInBasic(basic)
+        opt.suggestion_count = len(trials)
+        opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
+        return opt
+
+    def _suggest(
+        self, trials: list[TrialRecord], cost_left: float | None = None, opt: CARBS | None = None
+    ) -> tuple[dict[str, Any], str | None]:
+        if opt is None:
+            opt = self.build_optimizer(trials)
         opt.set_cost_budget(cost_left)
         running = [t.params for t in trials if t.state == TrialState.RUNNING]
         for _ in range(_DUPLICATE_RETRIES):
@@ -664,11 +767,13 @@ class Study:
                 per the policy, failed) before asking the optimizer for a new one.
             job: the launcher job running it (``slurm:1234``), kept with the trial.
 
-        Processes sharing the study take turns here, and RUNNING trials are
-        pending suggestions of the optimizer, so two calls never hand out the
-        same point while it is running.
+        The models are fitted before taking the study's lock; inside it,
+        every RUNNING trial (and every trial finished meanwhile) is a pending
+        suggestion of the optimizer, so two calls never hand out the same
+        point while it is running.
         """
         worker = worker or default_worker_name()
+        snapshot: _Snapshot | None = None
 
         def pick(locked: Any) -> tuple[TrialRecord | None, str | None]:
             locked.reap_stale()
@@ -688,14 +793,22 @@ class Study:
                 )
                 logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
                 return record, None
-            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left))
+            opt = None if snapshot is None else self._snapshot_view(snapshot, trials)
+            if opt is None and snapshot is not None:
+                return None, None  # too much finished since the snapshot: take another
+            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left), opt)
             record = locked.add_trial(
                 params, worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind, job=job
             )
             return record, None
 
-        with self._ask_lock:
-            record, reason = self.storage.locked_study(self.id, pick)
+        for attempt in range(3):
+            # The last attempt fits inside the lock: slow, but it always succeeds.
+            snapshot = self._take_snapshot() if attempt < 2 else None
+            with self._ask_lock:
+                record, reason = self.storage.locked_study(self.id, pick)
+            if record is not None or reason is not None:
+                break
         if record is None:
             raise BudgetExhausted(reason or "budget spent")
         logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)

@@ -1,0 +1,157 @@
+"""Asks from many workers: models fitted outside the study lock, hyperparameters shared.
+
+On SQLite and (with CARBS_TEST_POSTGRES_URL) PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _storage_urls import BACKENDS, storage_url
+
+import carbs.optimizer.surrogate as surrogate
+import carbs.study.core as study_module
+from benchmarks.reliability.load import PARAMS, objective, run_load
+from carbs.optimizer.gp import GPRegressor
+from carbs.storage import Storage
+from carbs.study import Study, create_study, load_study
+
+MODEL_SETTINGS = {"num_random_samples": 4, "num_candidates_for_suggestion_per_dim": 10}
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with storage_url(request.param, tmp_path) as u:
+        yield u
+
+
+def _run(study: Study, n: int) -> None:
+    for _ in range(n):
+        trial = study.ask()
+        study.tell(trial, *objective(trial.params))
+
+
+def test_concurrent_model_asks_hand_out_no_duplicates_and_lose_nothing(url: str) -> None:
+    # Every ask after the first few is made by the models, on snapshots that
+    # other processes' asks and tells keep making stale.
+    result = run_load(url, backend="any", processes=6, trials_per_process=5,
+                      settings=MODEL_SETTINGS, seed_trials=6)
+    assert result.errors == 0, result.error_samples
+    assert (result.asked, result.told) == (30, 30)
+    assert result.lost == 0 and result.duplicated == 0
+
+
+def test_the_models_are_never_fitted_while_the_study_is_locked(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    b = load_study("s", url)
+    locked = [False]
+    fits = {"inside": 0, "outside": 0}
+    real_locked, real_fit = Storage.locked_study, GPRegressor.fit
+
+    def tracking_locked(self: Storage, study_id: int, fn: Any) -> Any:
+        locked[0] = True
+        try:
+            return real_locked(self, study_id, fn)
+        finally:
+            locked[0] = False
+
+    def counting_fit(self: GPRegressor, *args: Any, **kwargs: Any) -> GPRegressor:
+        fits["inside" if locked[0] else "outside"] += 1
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Storage, "locked_study", tracking_locked)
+    monkeypatch.setattr(GPRegressor, "fit", counting_fit)
+    for _ in range(6):  # two studies taking turns, each seeing the other's trials
+        ta, tb = a.ask(), b.ask()
+        assert ta.params != tb.params
+        a.tell(tb, *objective(tb.params))
+        b.tell(ta, *objective(ta.params))
+    assert fits["outside"] > 0 and fits["inside"] == 0
+
+
+def test_trials_started_or_finished_after_the_snapshot_are_pending(url: str) -> None:
+    a = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    _run(a, 6)
+    snapshot = a._take_snapshot()
+    b = load_study("s", url)
+    finished = b.ask()
+    b.tell(finished, *objective(finished.params))
+    running = b.ask()
+    fitted = snapshot.optimizer._fit_cache
+    a._take_snapshot = lambda: snapshot  # type: ignore[method-assign]
+    trial = a.ask()
+    pending = snapshot.optimizer.outstanding_suggestions
+    assert {f"trial-{finished.number}", f"trial-{running.number}"} <= set(pending)
+    assert trial.params not in (finished.params, running.params)
+    assert snapshot.optimizer._fit_cache is fitted  # scored with the snapshot's models
+
+
+def test_a_snapshot_too_old_is_taken_again(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    _run(a, 6)
+    stale = a._take_snapshot()
+    _run(load_study("s", url), 3)
+    monkeypatch.setattr(study_module, "_STALE_TRIALS", 2)
+    taken: list[Any] = []
+    real_take = Study._take_snapshot
+
+    def take(self: Study) -> Any:
+        snap = stale if not taken else real_take(self)
+        taken.append(snap)
+        return snap
+
+    monkeypatch.setattr(Study, "_take_snapshot", take)
+    trial = a.ask()
+    assert len(taken) == 2 and taken[1] is not stale
+    assert len(taken[1].observed) == 9
+    assert trial.number == 9
+
+
+def test_hyperparameters_are_searched_once_and_shared(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(study_module, "REFIT_MIN_OBSERVATIONS", 10)
+    monkeypatch.setattr(surrogate, "REFIT_MIN_OBSERVATIONS", 10)
+    a = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    _run(a, 12)  # the last ask fitted on 11 observations
+    stored = a.storage.model_cache(a.id)
+    assert stored is not None and stored[0] == 11
+    b = load_study("s", url)  # another worker: reuses them without a search
+    trial = b.ask()
+    assert b._snapshot is not None
+    hp = b._snapshot.optimizer.surrogate_hyperparameters
+    assert hp is not None and hp.to_dict() == stored[1]
+    b.tell(trial, *objective(trial.params))
+    # 13 observations: the stored ones are too old, but while another process
+    # holds the claim to search new ones, the old ones serve.
+    assert b.storage.claim_model_refit(b.id, ttl=60.0)
+    c = load_study("s", url)
+    start = time.monotonic()
+    c.ask()
+    assert time.monotonic() - start < 30
+    assert c._snapshot is not None
+    hp = c._snapshot.optimizer.surrogate_hyperparameters
+    assert hp is not None and hp.output_theta == tuple(stored[1]["output_theta"])
+    assert a.storage.model_cache(a.id) == stored
+
+
+def test_model_cache_claims_and_saves(url: str) -> None:
+    study = create_study("s", url, params=PARAMS)
+    storage = study.storage
+    assert storage.model_cache(study.id) is None
+    assert storage.claim_model_refit(study.id, ttl=60.0)
+    assert not storage.claim_model_refit(study.id, ttl=60.0)
+    assert storage.model_cache(study.id) is None
+    storage.save_model_cache(study.id, 50, {"a": 1})
+    assert storage.model_cache(study.id) == (50, {"a": 1})
+    assert storage.claim_model_refit(study.id, ttl=60.0)  # saving ended the claim
+    storage.save_model_cache(study.id, 40, {"a": 0})  # older: kept out
+    assert storage.model_cache(study.id) == (50, {"a": 1})
+    assert storage.claim_model_refit(study.id, ttl=0.0)  # an expired claim is taken over
+    storage.delete_study("s")
+    again = create_study("s", url, params=PARAMS)
+    assert storage.model_cache(again.id) is None
