@@ -279,6 +279,10 @@ def test_killed_runner_resumes_and_reruns_the_lost_trial_in_its_directory(tmp_pa
     wait_for(lambda: (tmp_path / "hung").exists(), 60, "the first trial to start")
     runner.send_signal(signal.SIGKILL)  # the machine is lost: no clean-up at all
     runner.wait(30)
+    # Resume once the lost trial's heartbeat grace (1.5 s) has run out: before
+    # that it may still belong to a live worker elsewhere, and a resumed run that
+    # reaches its budget first rightly leaves it alone.
+    time.sleep(2.0)
     done = _cli("run", str(sweep), "--storage", str(db), "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     trials = load_study("retry", f"sqlite:///{db}").trials()

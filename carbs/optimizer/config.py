@@ -156,8 +156,8 @@ class CARBSParams:
         OutstandingSuggestionEstimatorEnum.THOMPSON
     )
     cost_targeting: CostTargetingEnum = CostTargetingEnum.FRONT
-    max_cost_growth: float | None = 2.0
-    cost_expansion_probability: float = 0.2
+    max_cost_growth: float | None = 3.0
+    cost_expansion_probability: float = 0.3
     min_runs_near_top_before_expansion: int = 3
     cost_quantile: float = 0.9
     max_budget_fraction: float = 0.25
