@@ -381,6 +381,28 @@ class _Snapshot:
     observed: frozenset[int]  # numbers of the trials it holds as observations
 
 
+def _restore_pending(
+    opt: CARBS, trials: Sequence[TrialRecord], is_pending: Callable[[TrialRecord], bool]
+) -> None:
+    """Make the trials ``is_pending`` selects pending suggestions of ``opt``, and set its counters.
+
+    The counters continue the optimizer's random stream and resample schedule
+    where a long-lived optimizer would be after handing out these trials.
+    Trials whose parameters no longer fit the space are left out.
+    """
+    space = opt.search_space
+    for trial in trials:
+        if not is_pending(trial):
+            continue
+        try:
+            basic = space.to_basic(trial.params)
+        except SpaceError:
+            continue
+        opt.outstanding_suggestions[f"trial-{trial.number}"] = SuggestionInBasic(basic)
+    opt.suggestion_count = len(trials)
+    opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
+
+
 class Study:
     """A named search stored in a database; build one with :func:`create_study` or :func:`load_study`."""
 
@@ -635,18 +657,7 @@ class Study:
             # Keep the user's center, so that a rebuilt optimizer behaves like
             # one that saw the trials one by one.
             opt.initialize_from_observations(observations, recenter=False)
-        for trial in trials:
-            if trial.state != TrialState.RUNNING:
-                continue
-            try:
-                basic = space.to_basic(trial.params)
-            except SpaceError:
-                continue
-            opt.outstanding_suggestions[f"trial-{trial.number}"] = SuggestionInBasic(basic)
-        # Continue the optimizer's random stream and resample schedule where a
-        # long-lived optimizer would be after handing out these trials.
-        opt.suggestion_count = len(trials)
-        opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
+        _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING)
         return opt
 
     def _take_snapshot(self) -> _Snapshot:
@@ -713,17 +724,8 @@ class Study:
         if len(new) > max(_STALE_TRIALS, _STALE_SHARE * len(snapshot.observed)):
             return None
         opt = snapshot.optimizer
-        space = opt.search_space
         opt.outstanding_suggestions = {}
-        for trial in trials:
-            if trial.state == TrialState.RUNNING or trial.number in new:
-                try:
-                    basic = space.to_basic(trial.params)
-                except SpaceError:
-                    continue
-                opt.outstanding_suggestions[f"trial-{trial.number}"] = SuggestionInBasic(basic)
-        opt.suggestion_count = len(trials)
-        opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
+        _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING or t.number in new)
         return opt
 
     def _suggest(
