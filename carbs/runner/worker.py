@@ -242,6 +242,7 @@ class SweepRunner:
         # Each worker sets its event when it is done. The main thread waits on
         # those rather than on Thread.join: a join cut short by Ctrl-C can
         # report the thread finished while it is still recording its trial.
+        # It polls them (see _wait_for_all) rather than blocking in Event.wait.
         done = [threading.Event() for _ in range(self.n_workers)]
         threads = [
             threading.Thread(
@@ -253,8 +254,7 @@ class SweepRunner:
             for t in threads:
                 t.start()
             try:
-                while not all(event.wait(0.2) for event in done):
-                    pass
+                _wait_for_all(done, None)
             except KeyboardInterrupt:
                 self._wind_down(done)
         return self.summary
@@ -274,8 +274,7 @@ class SweepRunner:
                     first = False
                     logger.warning("interrupted: stopping the running trials")
                     self.interrupt()  # workers terminate their programs and record the trials
-                for event in done:
-                    event.wait(max(deadline - time.monotonic(), 0.0))
+                _wait_for_all(done, deadline)
                 return
             except KeyboardInterrupt:
                 logger.warning("interrupted again: killing the running programs now")
@@ -557,3 +556,17 @@ def spec_with_overrides(spec: RunSpec, overrides: Mapping[str, Any]) -> RunSpec:
     values = {k: v for k, v in overrides.items() if v is not None}
     data = {**spec.__dict__, **values}
     return RunSpec(**data)
+
+
+def _wait_for_all(done: list[threading.Event], deadline: float | None) -> None:
+    """Wait until every event is set (or ``time.monotonic()`` passes ``deadline``).
+
+    Polls instead of blocking in ``Event.wait``: a Ctrl-C that lands while
+    ``Event.wait`` re-acquires its lock turns into "release unlocked lock"
+    (a RuntimeError) on the way out, and a quick second Ctrl-C then escapes
+    the wind-down. ``time.sleep`` can be interrupted safely.
+    """
+    while not all(event.is_set() for event in done):
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
