@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from carbs._extras import MissingExtraError
-from carbs.dashboard.data import Feeds
+from carbs.dashboard.data import Feeds, StudyFeed
 from carbs.storage import Storage, StudyNotFoundError
 
 STATIC = Path(__file__).parent / "static"
@@ -172,15 +172,22 @@ def create_app(
             out.append({**feed.progress(), "url": "/studies/" + quote(record.name, safe="")})
         return _json({"storage": str(storage), "studies": out})
 
-    def api_trials(request: Request) -> Response:
+    def since_and_feed(request: Request) -> tuple[int, StudyFeed] | Response:
+        """``?since=`` and the study's feed of an incremental request, or the error response."""
         try:
             since = int(request.query_params.get("since", "0"))
         except ValueError:
             return _error(f"since must be an integer, got {request.query_params['since']!r}", 400)
         try:
-            feed = feeds.get(request.path_params["name"])
+            return since, feeds.get(request.path_params["name"])
         except StudyNotFoundError as e:
             return _error(str(e), 404)
+
+    def api_trials(request: Request) -> Response:
+        found = since_and_feed(request)
+        if isinstance(found, Response):
+            return found
+        since, feed = found
         version, rows = feed.changes(since)
         head = json.dumps({
             "version": version,
@@ -233,14 +240,10 @@ def create_app(
         return _json(data)
 
     def api_curves(request: Request) -> Response:
-        try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            return _error(f"since must be an integer, got {request.query_params['since']!r}", 400)
-        try:
-            feed = feeds.get(request.path_params["name"])
-        except StudyNotFoundError as e:
-            return _error(str(e), 404)
+        found = since_and_feed(request)
+        if isinstance(found, Response):
+            return found
+        since, feed = found
         version, curves = feed.curves(since)
         return _json({"available": feed.has_curves(), "version": version,
                       "curves": {str(n): points for n, points in curves.items()}})
