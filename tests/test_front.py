@@ -82,11 +82,30 @@ def test_cost_budget_caps_each_suggestion_at_a_fraction_of_what_is_left() -> Non
         opt.set_cost_budget("a lot")  # type: ignore[arg-type]
 
 
+def growth_base_now(opt: CARBS) -> float | None:
+    """The cost the third costliest successful run has reached (the default growth base)."""
+    costs = sorted((o.cost for o in opt.success_observations), reverse=True)
+    return costs[min(3, len(costs)) - 1] if costs else None
+
+
 def test_each_expansion_is_bounded_by_max_cost_growth() -> None:
     opt = CARBS(CARBSParams(better_direction_sign=-1, seed=3, max_cost_growth=2.0), WIDE)
-    rows = run_wide(opt, 50, before_suggest=lambda o: max((p.cost for p in o.get_pareto_set()), default=None))
+    rows = run_wide(opt, 50, before_suggest=growth_base_now)
     for r in model_rows(rows):
         assert r["log"]["suggestion_meta/cost_upper_estimate"] <= 2.0 * r["context"] * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_growth_window_bounds_a_fixed_length_sweep(seed: int) -> None:
+    # 75 trials on a problem whose loss improves up to the box's corner (1e8
+    # times the start): with a window of 15 runs the costliest run grows at
+    # most threefold per window, so it stays within 81x of the first 15.
+    config = CARBSParams(better_direction_sign=-1, seed=seed, cost_growth_window=15)
+    costs = [r["cost"] for r in run_wide(CARBS(config, WIDE), 75)]
+    for n in range(16, 76):
+        assert max(costs[:n]) <= 3.0 ** math.ceil(n / 15 - 1) * max(costs[:15]) * 1.5  # 1.5: cost-model error
+    assert max(costs) <= 100 * max(costs[:15])
+    assert max(costs) > 5 * max(costs[:15])  # ... and yet the front grows
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -192,7 +211,8 @@ def test_cost_targeting_parts() -> None:
     thirds = np.histogram(levels, bins=3, range=(math.log(0.5), math.log(100.0)))[0]
     assert (thirds >= 10).all()
     assert all(t.upper == pytest.approx(math.log(100.0)) for t in [cost_targeting.choose_target(front, 1, 0.7, 0.0, rng)])
-    expansion = cost_targeting.choose_target(front, 0, math.log(2), 1.0, rng)
+    band = cost_targeting.expansion_band(front, math.log(100.0), math.log(2))
+    expansion = cost_targeting.choose_target(front, 0, math.log(2), 1.0, rng, band)
     assert expansion.is_expansion and math.log(100.0) < expansion.log_cost <= math.log(200.0)
 
     def still_improving(log_cost: np.ndarray) -> np.ndarray:
@@ -202,7 +222,8 @@ def test_cost_targeting_parts() -> None:
         return np.minimum(np.asarray(log_cost, dtype=float), math.log(10.0))
 
     assert cost_targeting.expansion_share(still_improving, front, math.log(2), 0.2) == pytest.approx(0.2)
-    assert cost_targeting.expansion_share(flat_at_top, front, math.log(2), 0.2) == pytest.approx(0.05)
+    assert cost_targeting.expansion_share(flat_at_top, front, math.log(2), 0.2) == pytest.approx(0.1)
+    assert cost_targeting.expansion_share(flat_at_top, front, math.log(2), 0.2, 0.02) == pytest.approx(0.02)
     assert cost_targeting.cost_ceiling(10.0, 2.0, 15.0, 100.0, 0.25) == pytest.approx(15.0)
     assert cost_targeting.cost_ceiling(10.0, 2.0, None, 40.0, 0.25) == pytest.approx(10.0)
     assert cost_targeting.cost_ceiling(None, None, None, None, 0.25) is None
@@ -215,6 +236,12 @@ def test_cost_targeting_parts() -> None:
     [
         ("max_cost_growth", 1.0, "max_cost_growth must be None or a finite number > 1, got 1.0"),
         ("cost_expansion_probability", 1.5, "cost_expansion_probability must be a number in [0, 1]"),
+        ("cost_growth_window", 0, "cost_growth_window must be None or a positive integer, got 0"),
+        (
+            "min_cost_expansion_probability",
+            0.5,
+            "min_cost_expansion_probability must be None or a number in [0, cost_expansion_probability=0.3], got 0.5",
+        ),
         ("cost_quantile", 0.2, "cost_quantile must be a number in [0.5, 1), got 0.2"),
         ("max_budget_fraction", 0.0, "max_budget_fraction must be a number in (0, 1]"),
         ("min_success_probability", 1.0, "min_success_probability must be a number in [0, 1)"),
@@ -233,3 +260,71 @@ def test_settings_round_trip_through_the_state() -> None:
     assert again == cfg
     opt = CARBS(cfg, WIDE)
     assert CARBS.load_from_string(opt.serialize()).config == cfg
+
+
+# A multi-fidelity problem: three knobs and a fidelity 1..100 whose cost grows
+# as its square; a lower fidelity reads worse by a bias that vanishes only at
+# the top, so the best values lie only at the top of the cost range, while the
+# knobs are cheapest to tune at the lowest fidelity.
+FIDELITY = [
+    Param("x0", LinearSpace(min=0.0, max=1.0, scale=1 / 3), 0.5),
+    Param("x1", LinearSpace(min=0.0, max=1.0, scale=1 / 3), 0.5),
+    Param("x2", LinearSpace(min=0.0, max=1.0, scale=1 / 3), 0.5),
+    Param("fidelity", LogSpace(min=1, max=100, is_integer=True), 10),
+]
+
+
+def fidelity_loss_and_cost(p: dict, rng: np.random.Generator) -> tuple[float, float]:
+    x = np.array([p["x0"], p["x1"], p["x2"]])
+    knobs = -3.0 * math.exp(-8.0 * float(np.sum((x - np.array([0.2, 0.7, 0.4])) ** 2)))
+    bias = 2.0 * (1.0 - p["fidelity"] / 100.0)
+    return knobs + bias + 0.02 * rng.standard_normal(), (p["fidelity"] / 10.0) ** 2
+
+
+def run_fidelity(opt: CARBS, n: int, seed: int) -> list[dict]:  # type: ignore[type-arg]
+    rng = np.random.default_rng(seed)
+    start = {"x0": 0.5, "x1": 0.5, "x2": 0.5, "fidelity": 10}
+    loss, cost = fidelity_loss_and_cost(start, rng)
+    opt.observe(ObservationInParam(start, loss, cost))
+    rows = [{"params": start, "cost": cost, "loss": loss}]
+    for _ in range(n - 1):
+        out = opt.suggest()
+        params = {k: v for k, v in out.suggestion.items() if k != "suggestion_uuid"}
+        loss, cost = fidelity_loss_and_cost(params, rng)
+        rows.append({"params": params, "cost": cost, "loss": loss, "log": out.log})
+        opt.observe(ObservationInParam(out.suggestion, loss, cost))
+    return rows
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_top_fidelity_is_reached_when_the_best_values_lie_there(seed: int) -> None:
+    # Cheap runs soon hold the best value (the knobs tune fastest at fidelity
+    # 1) and the front collapses to them; growth must still climb from the
+    # costs already run, and the front then shows that more cost pays. (With
+    # the growth bound tied to the costliest Pareto point, these seeds stayed
+    # at fidelity 16 and 36.)
+    rows = run_fidelity(CARBS(CARBSParams(better_direction_sign=-1, seed=seed), FIDELITY), 75, seed)
+    top = [i for i, r in enumerate(rows) if r["params"]["fidelity"] >= 70]
+    assert top and top[0] < 75
+    assert min(r["loss"] for r in rows) < min(r["loss"] for r in rows if r["params"]["fidelity"] <= 10) - 0.5
+
+
+def test_growth_base_and_expansion_band() -> None:
+    costs = np.array([0.01, 2.0, 1.0, 3.0, 0.5])
+    assert cost_targeting.growth_base(costs, 3) == pytest.approx(1.0)
+    assert cost_targeting.growth_base(costs, 0) == pytest.approx(3.0)  # at least one run
+    assert cost_targeting.growth_base(costs[:2], 3) == pytest.approx(0.01)  # fewer runs than asked
+    g = math.log(3.0)
+    # A front collapsed to its cheapest run still grows from the costs run.
+    band = cost_targeting.expansion_band(np.log([0.01]), math.log(1.0), g)
+    assert band is not None
+    assert band[0] == pytest.approx(0.5 * g) and band[1] == pytest.approx(g)
+    target = cost_targeting.choose_target(np.log([0.01]), 0, g, 1.0, np.random.default_rng(0), band)
+    assert target.is_expansion
+    assert not target.in_band(np.array([math.log(0.01), 0.0, 0.5 * g]))[0:3].any()
+    assert target.in_band(np.array([0.8 * g]))[0]
+    # A top already a step above the base: no room, the share tunes the top step instead.
+    assert cost_targeting.expansion_band(np.log([0.1, 3.0]), 0.0, g) is None
+    catch_up = cost_targeting.choose_target(np.log([0.1, 3.0]), 0, g, 1.0, np.random.default_rng(0), None)
+    assert not catch_up.is_expansion and catch_up.upper == pytest.approx(math.log(3.0))
+    assert catch_up.in_band(np.array([math.log(2.0)]))[0]

@@ -104,14 +104,34 @@ class CARBSParams:
         cost_targeting: how model suggestions choose their cost level
             (``FRONT``, the default, or the paper's ``CLAMP``).
         max_cost_growth: no candidate's upper-quantile predicted cost may exceed
-            this multiple of the costliest Pareto point (``None``: no limit, as
-            in the paper).
-        cost_expansion_probability: with ``FRONT``, the largest share of model
-            suggestions that aim beyond the costliest Pareto point; the share
-            used shrinks when the front stops improving at its top.
-        min_runs_near_top_before_expansion: with ``FRONT``, no expansion until this
-            many successful runs cost at least the costliest Pareto point divided
-            by ``max_cost_growth``, so the front grows only once its top is tuned.
+            this multiple of the growth base (see
+            ``min_runs_near_top_before_expansion``; ``None``: no limit, as in the
+            paper).
+        cost_expansion_probability: with ``FRONT``, the share of model
+            suggestions that aim beyond the costliest Pareto point while the
+            front improves at its top at least as fast as on average (in output
+            units per growth step).
+        min_cost_expansion_probability: with ``FRONT``, the share used once the
+            front has stopped improving at its top (``None``: half of
+            ``cost_expansion_probability``); in between, the share is
+            interpolated by how much the top still pays. It keeps probing whether
+            more cost pays without betting on it, and slows growth where returns
+            diminish (a power law in cost).
+        min_runs_near_top_before_expansion: growth base: no candidate's
+            upper-quantile predicted cost may exceed ``max_cost_growth`` times the
+            cost that this many successful runs have reached (the k-th costliest
+            run), so a new maximum needs several runs near the last one, and a
+            front whose top collapsed to a cheap point can still grow from the
+            costs already run. Expansions aim at the upper half of that step,
+            strictly above the costliest Pareto point.
+        cost_growth_window: after the first this many successful runs, the
+            growth base is also at most the costliest run made before the last
+            this many, so the costliest run grows by at most ``max_cost_growth``
+            per window of runs whatever the front says (``None``, the default:
+            no window, as in the paper). A hard bound for fixed-length sweeps:
+            with 15 and ``max_cost_growth=3``, 75 runs never cost more than 81
+            times the costliest of the first 15. It costs front quality where
+            the loss keeps improving with cost (see docs/benchmarks.md).
         cost_quantile: the quantile of the cost model's predictive distribution
             that caps and budgets are checked against (0.5 = the median, as in
             the paper).
@@ -158,7 +178,9 @@ class CARBSParams:
     cost_targeting: CostTargetingEnum = CostTargetingEnum.FRONT
     max_cost_growth: float | None = 3.0
     cost_expansion_probability: float = 0.3
+    min_cost_expansion_probability: float | None = None
     min_runs_near_top_before_expansion: int = 3
+    cost_growth_window: int | None = None
     cost_quantile: float = 0.9
     max_budget_fraction: float = 0.25
     min_success_probability: float = 0.1
@@ -186,6 +208,13 @@ class CARBSParams:
         }
         settings.update(overrides)
         return cls(**settings)
+
+    @property
+    def effective_min_cost_expansion_probability(self) -> float:
+        """``min_cost_expansion_probability``, or half of ``cost_expansion_probability`` when unset."""
+        if self.min_cost_expansion_probability is None:
+            return 0.5 * self.cost_expansion_probability
+        return float(self.min_cost_expansion_probability)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -232,6 +261,15 @@ class CARBSParams:
             v = getattr(self, name)
             if not _is_real(v) or not (lo <= v <= hi if closed else lo <= v < hi):
                 raise bad(name, f"a number in [{lo:g}, {hi:g}{']' if closed else ')'}")
+        w = self.cost_growth_window
+        if w is not None and (not isinstance(w, int) or isinstance(w, bool) or w < 1):
+            raise bad("cost_growth_window", "None or a positive integer")
+        lo_share = self.min_cost_expansion_probability
+        if lo_share is not None and (not _is_real(lo_share) or not 0.0 <= lo_share <= self.cost_expansion_probability):
+            raise bad(
+                "min_cost_expansion_probability",
+                f"None or a number in [0, cost_expansion_probability={self.cost_expansion_probability!r}]",
+            )
         q = self.cost_quantile
         if not _is_real(q) or not 0.5 <= q < 1.0:
             raise bad("cost_quantile", "a number in [0.5, 1)")

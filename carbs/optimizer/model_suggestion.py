@@ -96,16 +96,21 @@ def suggest_from_model(
     log_growth = cost_targeting.log_growth(config.max_cost_growth)
     target: cost_targeting.CostTarget | None = None
     share = 0.0
+    base = cost_targeting.growth_base(ctx.success_costs, config.min_runs_near_top_before_expansion)
+    windowed = cost_targeting.windowed_growth_base(ctx.success_costs, config.cost_growth_window)
+    if windowed is not None:
+        base = min(base, windowed)
     if config.cost_targeting == CostTargetingEnum.FRONT:
+        band = cost_targeting.expansion_band(front_log_costs, math.log(base), log_growth)
+        sign = config.better_direction_sign
         share = cost_targeting.expansion_share(
-            model.pareto_surrogate_at, front_log_costs, log_growth, config.cost_expansion_probability
+            lambda t: sign * model.surrogate_to_output(model.pareto_surrogate_at(t)),
+            front_log_costs,
+            log_growth,
+            config.cost_expansion_probability,
+            config.effective_min_cost_expansion_probability,
         )
-        # Grow only once the current top has been tried a few times: an
-        # expansion bets on a front that is tuned where it ends.
-        near_top = int(np.sum(ctx.success_costs >= front_costs.max() / math.exp(log_growth)))
-        if near_top < config.min_runs_near_top_before_expansion:
-            share = 0.0
-        target = cost_targeting.choose_target(front_log_costs, ctx.index, log_growth, share, rng)
+        target = cost_targeting.choose_target(front_log_costs, ctx.index, log_growth, share, rng, band)
         assert model.cost_model is not None
         predicted = model.cost_model.predict(origins)[0]
         gradient = candidates.log_cost_gradient(lambda X: model.cost_model.predict(X)[0], origins)  # type: ignore[union-attr]
@@ -122,7 +127,7 @@ def suggest_from_model(
     pred = model.predict(cands)
     upper = _upper_log_cost(model, pred, config.cost_quantile)
     ceiling = cost_targeting.cost_ceiling(
-        float(front_costs.max()),
+        base,
         config.max_cost_growth,
         config.max_suggestion_cost,
         ctx.remaining_budget,
