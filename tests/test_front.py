@@ -222,6 +222,12 @@ def test_cost_targeting_parts() -> None:
         return np.minimum(np.asarray(log_cost, dtype=float), math.log(10.0))
 
     assert cost_targeting.expansion_share(still_improving, front, math.log(2), 0.2) == pytest.approx(0.2)
+
+    def paying_more_at_top(log_cost: np.ndarray) -> np.ndarray:
+        return np.exp(np.asarray(log_cost, dtype=float))  # convex in log cost
+
+    # The top pays far more than on average: the share grows to 2 * 0.2 - 0.1.
+    assert cost_targeting.expansion_share(paying_more_at_top, front, math.log(2), 0.2) == pytest.approx(0.3)
     assert cost_targeting.expansion_share(flat_at_top, front, math.log(2), 0.2) == pytest.approx(0.1)
     assert cost_targeting.expansion_share(flat_at_top, front, math.log(2), 0.2, 0.02) == pytest.approx(0.02)
     assert cost_targeting.cost_ceiling(10.0, 2.0, 15.0, 100.0, 0.25) == pytest.approx(15.0)

@@ -109,8 +109,10 @@ class CARBSParams:
             paper).
         cost_expansion_probability: with ``FRONT``, the share of model
             suggestions that aim beyond the costliest Pareto point while the
-            front improves at its top at least as fast as on average (in output
-            units per growth step).
+            front improves at its top as fast as on average (in output units
+            per growth step); a top that pays more gets more, up to
+            ``2 * cost_expansion_probability - min_cost_expansion_probability``
+            at twice the average.
         min_cost_expansion_probability: with ``FRONT``, the share used once the
             front has stopped improving at its top (``None``: half of
             ``cost_expansion_probability``); in between, the share is

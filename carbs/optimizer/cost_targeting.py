@@ -11,8 +11,9 @@ compare against. Each suggestion therefore first picks a *cost level*:
   below the cheapest Pareto point to the costliest one, so the cheap end and
   the middle of the front keep being tuned;
 * a share of them (``cost_expansion_probability`` while the front's gain per
-  growth step at its top, in output units, is at least its average gain,
-  down to ``min_cost_expansion_probability`` when the top has flattened)
+  growth step at its top, in output units, equals its average gain, down to
+  ``min_cost_expansion_probability`` when the top has flattened, and up to
+  twice the difference more when the top pays twice the average)
   aims beyond the costliest Pareto point, at the upper half of one growth
   step above the *growth base*: the cost that
   ``min_runs_near_top_before_expansion`` runs have reached. When the front's
@@ -92,7 +93,10 @@ def expansion_share(
     still improving at its top as fast as on average gets ``max_share``; a
     front that has flattened at its top gets ``min_share`` (by default half
     of ``max_share``), so the search keeps probing whether more cost
-    pays without betting on it; in between the share is interpolated.
+    pays without betting on it; in between the share is interpolated. A top
+    that pays more than on average (a front convex in log cost, as when the
+    best values lie only at the top of the cost range) gets more, linearly up
+    to ``2 * max_share - min_share`` at twice the average gain.
     """
     if min_share is None:
         min_share = 0.5 * max_share
@@ -106,7 +110,7 @@ def expansion_share(
         ratio = 1.0 if top_gain > 1e-12 else 0.0
     else:
         ratio = top_gain / mean_gain
-    return min_share + (max_share - min_share) * float(np.clip(ratio, 0.0, 1.0))
+    return min(1.0, min_share + (max_share - min_share) * float(np.clip(ratio, 0.0, 2.0)))
 
 
 def growth_base(success_costs: np.ndarray, runs: int) -> float:
