@@ -331,6 +331,8 @@ def reference(traces: Sequence[Trace], budget: float) -> FrontReference:
 
 
 FRACTIONS = (0.1, 0.3, 0.6, 1.0)
+# Budget fractions at which the front gap is also taken, to find where a tuner matches carbs@100%.
+GRID = tuple(round(0.05 * k, 2) for k in range(1, 21))
 
 
 @dataclass
@@ -348,7 +350,7 @@ class Scores:
 def score(trace: Trace, ref: FrontReference, budget: float) -> Scores:
     """Front gap and best output at each budget fraction, and what stopping did."""
     gap, best = {}, {}
-    for f in FRACTIONS:
+    for f in sorted(set(FRACTIONS) | set(GRID)):
         trials = paid(trace, f * budget)
         costs, outputs = front_of(trials)
         gap[f] = ref.gap(costs, outputs)
@@ -379,6 +381,19 @@ def _fmt(values: Sequence[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def matching_share(scores: Sequence[Scores], baseline: Sequence[Scores]) -> str:
+    """Mean smallest budget share at which a run's front gap is at most the same seed's
+    ``baseline`` gap at the full budget ("never" counts as more than 100%)."""
+    shares = []
+    for mine, base in zip(scores, baseline):
+        target = base.gap[1.0] + 1e-12
+        shares.append(next((f for f in GRID if mine.gap[f] <= target), math.inf))
+    missed = sum(1 for v in shares if not math.isfinite(v))
+    found = [v for v in shares if math.isfinite(v)]
+    text = f"{100 * statistics.fmean(found):.0f}%" if found else "-"
+    return text + (f" ({missed} of {len(shares)} never)" if missed else "")
+
+
 def report(results: dict[str, dict[str, list[Scores]]], seeds: int, wall: dict[str, float]) -> str:
     """The markdown tables of a run."""
     lines = []
@@ -388,9 +403,11 @@ def report(results: dict[str, dict[str, list[Scores]]], seeds: int, wall: dict[s
             f"### `{name}`: {problem.description}, budget {problem.budget:g}",
             "",
             "| tuner | front gap @30% | @60% | @100% | best @10% | @30% | @100% "
-            "| trials (stopped) | cost on stopped trials | stopped that would have ended on the front |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| trials (stopped) | cost on stopped trials | stopped that would have ended on the front "
+            "| budget to match carbs@100% |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        baseline = by_tuner.get("carbs")
         for tuner, scores in by_tuner.items():
             stopped = sum(s.stopped for s in scores)
             on_front = sum(s.stopped_on_front for s in scores)
@@ -403,9 +420,14 @@ def report(results: dict[str, dict[str, list[Scores]]], seeds: int, wall: dict[s
                 f"({statistics.fmean(s.stopped for s in scores):.0f}) | "
                 f"{100 * statistics.fmean(s.stopped_cost_share for s in scores):.0f}% | "
                 + (f"{on_front}/{stopped} ({100 * on_front / stopped:.0f}%)" if stopped else "-")
-                + " |"
+                + f" | {matching_share(scores, baseline) if baseline else '-'} |"
             )
         lines.append("")
+    lines.append(
+        "The last column is the smallest share of the budget (in steps of 5%) at which a run's "
+        "front gap is at most that of carbs without stopping at the full budget, same seed, "
+        "averaged over seeds.\n"
+    )
     lines.append(
         f"Means ± standard deviations over {seeds} seeds. Wall time per run: "
         + ", ".join(f"{t} {s:.1f} s" for t, s in wall.items())

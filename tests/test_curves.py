@@ -245,11 +245,15 @@ def test_optimize_prunes_bad_trials_and_keeps_their_last_value_and_cost(tmp_path
     # The best trial is a completed one, and no pruned trial would have beaten it.
     best = study.best_trial
     assert all((t.params["x"] - 0.5) ** 2 + 0.1 > best.output for t in pruned)
-    # Pruned trials reach the optimizer as failures at their point, never as completed runs.
+    # Pruned trials reach the optimizer as partial observations: their last value at their
+    # point, kept from the cost model and the Pareto set; never as failures or finished runs.
     opt = study.build_optimizer()
-    assert len(opt.failure_observations) == len(pruned)
-    assert len(opt.success_observations) == len(complete)
+    partial = [o for o in opt.success_observations if o.is_partial]
+    assert len(partial) == len(pruned) and not opt.failure_observations
+    assert sorted(o.output for o in partial) == sorted(float(t.output or 0.0) for t in pruned)
+    assert len(opt.complete_observations) == len(complete)
     assert {round(p.cost, 6) for p in study.pareto_front()} <= {10.0}
+    assert {round(p.cost, 6) for p in opt.get_pareto_set()} <= {10.0}
 
 
 def test_optimize_early_stopping_false_turns_a_stored_rule_off(tmp_path: Path) -> None:

@@ -254,7 +254,7 @@ def test_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 # -- pruners --------------------------------------------------------------------------------
-def test_sampler_works_with_optunas_pruners_and_pruned_trials_are_failures() -> None:
+def test_sampler_works_with_optunas_pruners_and_pruned_trials_are_partial() -> None:
     params = [Param("x", LinearSpace(min=0.0, max=4.0, scale=1.0), search_center=1.0)]
     sampler = CARBSSampler(params, carbs_params=CARBSParams(num_random_samples=4), seed=0)
     study = optuna.create_study(
@@ -278,6 +278,11 @@ def test_sampler_works_with_optunas_pruners_and_pruned_trials_are_failures() -> 
     assert pruned and TrialState.COMPLETE in states and TrialState.FAIL not in states
     for t in pruned:
         assert t.intermediate_values and max(t.intermediate_values) < 8
+    # Pruned trials are partial observations: their last value, kept from the cost model.
     opt = sampler.optimizer_for(study)
-    assert len(opt.failure_observations) == len(pruned)
-    assert len(opt.success_observations) == states.count(TrialState.COMPLETE)
+    assert not opt.failure_observations
+    partial = [o for o in opt.success_observations if o.is_partial]
+    assert sorted(o.output for o in partial) == sorted(
+        t.intermediate_values[max(t.intermediate_values)] for t in pruned
+    )
+    assert len(opt.complete_observations) == states.count(TrialState.COMPLETE)

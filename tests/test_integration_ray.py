@@ -254,7 +254,9 @@ def test_add_evaluated_point_records_successes_failures_and_pruned_runs() -> Non
     searcher.add_evaluated_point({"lr": 1e-4}, 0.7, pruned=True, intermediate_values=[0.9, 0.8, 0.7])
     opt = searcher.carbs
     assert opt is not None and not opt.outstanding_suggestions
-    assert [(o.output, o.cost) for o in opt.success_observations] == [(0.4, 12.0), (0.7, 1.0)]
+    assert [(o.output, o.cost, o.is_partial) for o in opt.success_observations] == [
+        (0.4, 12.0, False), (0.7, 1.0, True)
+    ]
     assert len(opt.failure_observations) == 1
     with pytest.raises(ValueError, match="unknown parameter.*'width'"):
         searcher.add_evaluated_point({"width": 3}, 0.1)

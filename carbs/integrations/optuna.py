@@ -19,8 +19,8 @@ Example::
 
 The sampler keeps no state of its own between trials: for every new trial it
 rebuilds CARBS from the study's trials in storage (complete trials are
-observations, failed and pruned ones failures, running ones pending
-suggestions). So any number of processes can share one RDB storage, and the
+observations, pruned ones partial observations at their last intermediate
+value, failed ones failures, running ones pending suggestions). So any number of processes can share one RDB storage, and the
 study can be inspected with Optuna's own tools and dashboard.
 """
 
@@ -313,6 +313,12 @@ class CARBSSampler(BaseSampler):
                 opt.outstanding_suggestions[f"optuna-trial-{t.number}"] = SuggestionInBasic(basic)
             elif t.state == TrialState.COMPLETE and t.value is not None:
                 observations.append(ObservationInParam(values, float(t.value), self._cost(t)))
+            elif t.state == TrialState.PRUNED and _last_intermediate(t) is not None:
+                # As in carbs studies: its last reported value at its point, a pessimistic
+                # stand-in for the final one; its cost is kept from the cost model.
+                observations.append(
+                    ObservationInParam(values, _last_intermediate(t), self._cost(t), is_partial=True)
+                )
             elif t.state in (TrialState.FAIL, TrialState.PRUNED):
                 observations.append(ObservationInParam(values, math.nan, self._cost(t), True))
         if observations:
@@ -375,3 +381,11 @@ def _carbs_values(
     except (KeyError, SpaceError, TypeError, ValueError):
         return None
     return values
+
+
+def _last_intermediate(trial: FrozenTrial) -> float | None:
+    """The value a pruned trial reported at its last step (``None`` without a finite one)."""
+    if not trial.intermediate_values:
+        return None
+    value = trial.intermediate_values[max(trial.intermediate_values)]
+    return float(value) if value is not None and math.isfinite(value) else None

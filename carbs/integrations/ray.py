@@ -291,18 +291,26 @@ class CARBSSearcher(Searcher):
 
         ``parameters`` is a config as Tune hands it to a trial; parameters it
         leaves out take their search center. ``error`` records a failure. A
-        ``pruned`` point counts as a success at ``value``, as a trial stopped
-        by a scheduler does; ``intermediate_values`` are not used (CARBS
-        learns from final results). ``cost`` (a number > 0) is what the run
-        cost, in the unit of the other trials' costs; 1 if not given.
+        ``pruned`` point is a partial observation at ``value`` (a run stopped
+        early: the output model uses its value, the cost model and the Pareto
+        set leave it out, see docs/curves.md); ``intermediate_values`` are not
+        used. ``cost`` (a number > 0) is what the run cost, in the unit of the
+        other trials' costs; 1 if not given.
         """
         self._optimizer()
         if cost is not None and positive_cost(cost) is None:
             raise ValueError(f"add_evaluated_point: cost must be a number > 0, got {cost!r}")
-        self._observe_evaluated(dict(parameters), {str(self._metric): value}, cost or 1.0, error)
+        self._observe_evaluated(
+            dict(parameters), {str(self._metric): value}, cost or 1.0, error, pruned=bool(pruned)
+        )
 
     def _observe_evaluated(
-        self, point: dict[str, Any], result: dict[str, Any], cost: float, error: bool
+        self,
+        point: dict[str, Any],
+        result: dict[str, Any],
+        cost: float,
+        error: bool,
+        pruned: bool = False,
     ) -> None:
         opt = self._optimizer()
         values = self._carbs_values(point, "evaluated point")
@@ -313,6 +321,7 @@ class CARBSSearcher(Searcher):
                 output=math.nan if value is None else value,
                 cost=cost,
                 is_failure=bool(error) or value is None,
+                is_partial=pruned and not error and value is not None,
             )
         )
 

@@ -232,8 +232,9 @@ class WandbLogger:
 
         Call it after every trial or once at the end; returns how many trials
         were logged. Each row also holds the trial's ``trial_number`` and
-        ``trial_state``; a PRUNED (stopped early) trial is a failure to the
-        optimizer, as in the study. A trial's learning curve follows its row,
+        ``trial_state``; a PRUNED (stopped early) trial is logged as a failure
+        (it has no final result, so it stays out of the best value and the
+        Pareto plot). A trial's learning curve follows its row,
         one row per point. Trials lost to an interruption (``is_informative``
         false) are left out.
         """

@@ -124,6 +124,16 @@ class CARBS(ReferenceAPI):
         return len(self.success_observations) + len(self.failure_observations)
 
     @property
+    def complete_observations(self) -> list[ObservationInBasic]:
+        """Successful observations of runs that finished (not stopped early, ``is_partial``).
+
+        Only these enter the cost model, the Pareto set and resampling, and
+        only these count toward the random phase: a stopped run's cost is not
+        what its point costs, and its output is not a finished result.
+        """
+        return [o for o in self.success_observations if not o.is_partial]
+
+    @property
     def cumulative_cost(self) -> float:
         """Summed cost of successful observations (as the reference counts it)."""
         return float(sum(o.cost for o in self.success_observations))
@@ -173,7 +183,7 @@ class CARBS(ReferenceAPI):
         """Fit the surrogate models now (once the random phase is over), so that the
         next ``suggest`` only scores candidates; the fit is kept until the next observation."""
         with self._lock, threadpool_limits(limits=1, user_api="blas"):  # as in _suggest_one
-            if len(self.success_observations) >= self.config.num_random_samples:
+            if len(self.complete_observations) >= self.config.num_random_samples:
                 self._fitted_surrogate()
 
     def suggest_batch(self, n: int) -> list[SuggestOutput]:
@@ -236,13 +246,13 @@ class CARBS(ReferenceAPI):
                 basic = self._to_basic_observation(obs)
                 failed = bool(obs.is_failure) or not math.isfinite(basic.output)
                 (self.failure_observations if failed else self.success_observations).append(basic)
-                if not failed:
+                if not failed and not basic.is_partial:
                     added.append(obs)
             # Resampling is paced by new observations: a bulk load must not be
             # followed by a long run of back-to-back resamples catching up.
             freq = self.config.resample_frequency
             if freq > 0:
-                due = len(self.success_observations) // freq - 1
+                due = len(self.complete_observations) // freq - 1
                 self.resample_count = max(self.resample_count, due)
             if recenter and added:
                 sign = self.config.better_direction_sign
@@ -275,13 +285,16 @@ class CARBS(ReferenceAPI):
             to_param = self.search_space.from_basic
 
             def obs_dict(o: ObservationInBasic) -> dict[str, Any]:
-                return {
+                entry = {
                     "input": to_param(o.real_number_input)[0],
                     "basic": [float(v) for v in o.real_number_input],
                     "output": serialization.encode_float(o.output),
                     "cost": o.cost,
                     "suggestion_id": o.suggestion_id,
                 }
+                if o.is_partial:  # only when set: states without stopped runs stay as they were
+                    entry["is_partial"] = True
+                return entry
 
             return {
                 "format": serialization.FORMAT_NAME,
@@ -328,8 +341,11 @@ class CARBS(ReferenceAPI):
                     cost = serialization.decode_float(o["cost"], f"{field}.cost")
                     if not (math.isfinite(cost) and (cost > 0 or (failed and cost == 0)) and (failed or math.isfinite(output))):
                         raise serialization.StateError(f"state field {field!r}: bad output {output!r} or cost {cost!r}")
+                    partial = o.get("is_partial", False)
+                    if not isinstance(partial, bool) or (partial and failed):
+                        raise serialization.StateError(f"state field {field!r}: bad is_partial {partial!r}")
                     target = opt.failure_observations if failed else opt.success_observations
-                    target.append(ObservationInBasic(basic, output, cost, o.get("suggestion_id")))
+                    target.append(ObservationInBasic(basic, output, cost, o.get("suggestion_id"), partial))
             for i, s in enumerate(state["outstanding_suggestions"]):
                 basic = opt._stored_basic(s, f"outstanding_suggestions[{i}]")
                 opt.outstanding_suggestions[str(s["id"])] = SuggestionInBasic(basic, dict(s.get("log_info", {})))
@@ -414,16 +430,16 @@ class CARBS(ReferenceAPI):
                     values.update(added)
                     try:
                         basic = self._to_basic_observation(
-                            ObservationInParam(values, obs.output, obs.cost, failed)
+                            ObservationInParam(values, obs.output, obs.cost, failed, obs.is_partial)
                         )
                     except ValueError as e:
                         logger.warning("warm_start: skipping observation %s: %s", values, e)
                         continue
                     (self.failure_observations if failed else self.success_observations).append(basic)
                 self.resample_count = prior.resample_count
-            elif prior.success_observations:
+            elif prior.complete_observations:
                 sign = self.config.better_direction_sign
-                best = max(prior.success_observations, key=lambda o: o.output * sign)
+                best = max(prior.complete_observations, key=lambda o: o.output * sign)
                 center = self.search_space.from_basic(self.search_center_in_basic)[0]
                 best_values = prior.search_space.from_basic(best.real_number_input)[0]
                 center.update({k: v for k, v in best_values.items() if k in current_keys})
@@ -448,6 +464,10 @@ class CARBS(ReferenceAPI):
         basic = self.search_space.to_basic(values, what="observation.input")
         if not isinstance(obs.is_failure, (bool, np.bool_)):
             raise ValueError(f"observation.is_failure must be a bool, got {obs.is_failure!r}")
+        if not isinstance(obs.is_partial, (bool, np.bool_)):
+            raise ValueError(f"observation.is_partial must be a bool, got {obs.is_partial!r}")
+        if obs.is_partial and obs.is_failure:
+            raise ValueError("observation.is_partial and is_failure cannot both be set: a failure has no output")
         output, cost = obs.output, obs.cost
         if not _is_number(output):  # also rejects ints beyond float range
             if not (obs.is_failure and output is None):
@@ -458,7 +478,9 @@ class CARBS(ReferenceAPI):
         if not (math.isfinite(float(cost)) and (float(cost) > 0 or (obs.is_failure and float(cost) == 0))):
             raise ValueError(f"observation.cost must be finite and > 0 (or 0 for a failure), got {cost!r}")
         uid = obs.input.get(SUGGESTION_ID_DICT_KEY)
-        return ObservationInBasic(basic, float(output), float(cost), None if uid is None else str(uid))
+        return ObservationInBasic(
+            basic, float(output), float(cost), None if uid is None else str(uid), bool(obs.is_partial)
+        )
 
     def _next_rng(self) -> np.random.Generator:
         seq = [self.config.seed, self.suggestion_count, len(self.success_observations), len(self.failure_observations)]
@@ -466,7 +488,7 @@ class CARBS(ReferenceAPI):
         return np.random.default_rng(seq)
 
     def _pareto_groups(self, is_conservative: bool) -> list[ObservationGroup]:
-        groups = group_observations(self.success_observations)
+        groups = group_observations(self.complete_observations)
         tolerance = None
         if self.config.is_pareto_cheap_grouping_within_noise:
             tolerance = resampling.pooled_noise(groups) or 0.0
@@ -481,11 +503,12 @@ class CARBS(ReferenceAPI):
     def _is_resample_due(self) -> bool:
         if self.config.resample_frequency == 0:
             return False
-        groups = group_observations(self.success_observations)
+        complete = self.complete_observations
+        groups = group_observations(complete)
         frequency = resampling.resample_frequency(
             self.config, groups, self._pareto_groups(self.config.is_pareto_group_selection_conservative)
         )
-        return resampling.is_resample_due(len(self.success_observations), self.resample_count, frequency)
+        return resampling.is_resample_due(len(complete), self.resample_count, frequency)
 
     def _suggest_one(self, suggestion_id: str | None, remember: bool) -> SuggestOutput:
         # Drives the cost levels. The observation count stands in for callers
@@ -494,12 +517,12 @@ class CARBS(ReferenceAPI):
         index = max(self.suggestion_count, self.observation_count)
         rng = self._next_rng()
         log_info: dict[str, float] = {}
-        if len(self.success_observations) < self.config.num_random_samples:
+        if len(self.complete_observations) < self.config.num_random_samples:
             point, kind = initial_point(
                 self.search_space,
                 self.search_center_in_basic,
                 self.search_radius_in_basic,
-                self.success_observations,
+                self.complete_observations,  # log cost is fitted on these
                 self.config,
                 rng,
             )
@@ -524,7 +547,7 @@ class CARBS(ReferenceAPI):
                         radius=self.search_radius_in_basic,
                         index=index,
                         remaining_budget=self.remaining_cost_budget,
-                        success_costs=np.array([o.cost for o in self.success_observations]),
+                        success_costs=np.array([o.cost for o in self.complete_observations]),
                     )
                     point, log_info = suggest_from_model(model, ctx, self.config, rng)
             except Exception as e:  # any model failure: keep the sweep going
@@ -549,7 +572,11 @@ class CARBS(ReferenceAPI):
         Fitting draws from a generator seeded by the observation counts only,
         so a cached fit and a fresh one are identical.
         """
-        key = (len(self.success_observations), len(self.failure_observations))
+        key = (
+            len(self.success_observations),
+            len(self.failure_observations),
+            sum(o.is_partial for o in self.success_observations),
+        )
         # Clients may pop observations and add others (as wandb-carbs does after a
         # failed suggest): the sums tell such a change from the same data.
         fingerprint = (
@@ -591,9 +618,9 @@ class CARBS(ReferenceAPI):
         if not failed:
             log["observation/output"] = float(obs.output)
             log["observation/cost"] = float(obs.cost)
-        if self.success_observations:
+        if self.complete_observations:
             sign = self.config.better_direction_sign
-            best = max(self.success_observations, key=lambda o: o.output * sign)
+            best = max(self.complete_observations, key=lambda o: o.output * sign)
             best_values = self.search_space.from_basic(best.real_number_input)[0]
             log.update({f"best_observation/{k}": v for k, v in best_values.items()})
             log["best_observation/output"] = best.output

@@ -50,6 +50,7 @@ def fit_surrogate(
         np.array([o.output for o in successes]),
         np.array([o.cost for o in successes]),
         X_fail,
+        cost_known=np.array([not o.is_partial for o in successes]),
     )
     model.fit_failures(X, X_fail)
     pareto_obs = [o for g in pareto for o in g]

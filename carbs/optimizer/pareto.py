@@ -116,15 +116,16 @@ def pareto_set_from_observations(
 ) -> list[ParetoPoint]:
     """The Pareto set of finished observations, in parameter space, cheapest first.
 
-    Failures and non-finite outputs are ignored. Inputs are mapped through the
-    search space so that values which round to the same point share a group.
+    Failures, runs stopped early (``is_partial``) and non-finite outputs are
+    ignored. Inputs are mapped through the search space so that values which
+    round to the same point share a group.
     """
     from carbs.optimizer.space import SearchSpace
 
     space = SearchSpace(params)
     basic: list[ObservationInBasic] = []
     for obs in observations:
-        if obs.is_failure or not np.isfinite(obs.output):
+        if obs.is_failure or obs.is_partial or not np.isfinite(obs.output):
             continue
         values = {k: v for k, v in obs.input.items() if k in space.names}
         basic.append(ObservationInBasic(space.to_basic(values), float(obs.output), float(obs.cost)))

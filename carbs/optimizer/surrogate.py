@@ -216,9 +216,19 @@ class SurrogateModel:
 
     # -- fitting -----------------------------------------------------------
     def fit_observations(
-        self, X: np.ndarray, outputs: np.ndarray, costs: np.ndarray, X_failure: np.ndarray | None = None
+        self,
+        X: np.ndarray,
+        outputs: np.ndarray,
+        costs: np.ndarray,
+        X_failure: np.ndarray | None = None,
+        cost_known: np.ndarray | None = None,
     ) -> None:
         """Fit the output warp, the output GP and the cost GP on successes ``X`` ``(n, d)``.
+
+        ``cost_known`` (``(n,)`` booleans, all true by default) marks the rows
+        whose cost is what a run at that point costs; the others are runs
+        stopped early, whose output (a pessimistic stand-in for the final one)
+        the output GP uses but whose truncated cost the cost GP must not learn.
 
         Failed inputs ``X_failure`` are then added to the output GP at the
         worst output seen (a pessimistic imputation, without refitting the
@@ -232,6 +242,9 @@ class SurrogateModel:
         X_fail = np.empty((0, X.shape[1])) if X_failure is None else np.asarray(X_failure, dtype=float)
         y = self.output_to_surrogate(outputs)
         log_cost = np.log(np.asarray(costs, dtype=float))
+        known = np.ones(len(X), dtype=bool) if cost_known is None else np.asarray(cost_known, dtype=bool)
+        if known.shape != (len(X),) or not known.any():
+            raise ValueError(f"cost_known must mark at least one of the {len(X)} rows, got {cost_known!r}")
         self._y_min = float(np.min(y))
         self._has_pending = False
         n, dim = len(X), X.shape[1]
@@ -251,7 +264,7 @@ class SurrogateModel:
         if len(pool_X) <= MAX_CONDITION_POINTS:
             self._subset = None
             self.output_model = GPRegressor().fit(X, y, self.rng, theta=out_theta)
-            self.cost_model = GPRegressor().fit(X, log_cost, self.rng, theta=cost_theta)
+            self.cost_model = GPRegressor().fit(X[known], log_cost[known], self.rng, theta=cost_theta)
             self._X, self._y = X, y
             if len(X_fail):
                 self._X, self._y = pool_X, pool_y
@@ -261,14 +274,19 @@ class SurrogateModel:
             # Search on a random subset (the search itself uses 256 of its points).
             sample = np.sort(self.rng.choice(n, size=min(n, MAX_CONDITION_POINTS), replace=False))
             out_theta = GPRegressor().fit(X[sample], y[sample], self.rng).theta
+            sample = sample[known[sample]]
             cost_theta = GPRegressor().fit(X[sample], log_cost[sample], self.rng).theta
         assert out_theta is not None and cost_theta is not None
-        front = pareto_front_indices(log_cost, y)
+        finished = np.flatnonzero(known)
+        front = finished[pareto_front_indices(log_cost[finished], y[finished])]
         lengthscales = np.exp(out_theta[:dim])
         self._subset = local_subset(pool_X, front, lengthscales, MAX_CONDITION_POINTS, self.rng)
         ok = self._subset[self._subset < n]  # successes in the subset
         self._X, self._y = pool_X[self._subset], pool_y[self._subset]
-        self.cost_model = GPRegressor().fit(X[ok], log_cost[ok], self.rng, theta=cost_theta)
+        ok_cost = ok[known[ok]]
+        if len(ok_cost) == 0:  # the subset holds only stopped runs: any finished ones will do
+            ok_cost = finished[:MAX_CONDITION_POINTS]
+        self.cost_model = GPRegressor().fit(X[ok_cost], log_cost[ok_cost], self.rng, theta=cost_theta)
         self.output_model = GPRegressor().fit(X[ok], y[ok], self.rng, theta=out_theta)
         if len(ok) < len(self._subset):
             self.output_model.condition(self._X, self._y)

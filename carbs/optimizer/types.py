@@ -24,12 +24,20 @@ class ObservationInParam:
         output: the metric; non-finite values are recorded as failures.
         cost: what the run cost, usually seconds; must be finite and > 0.
         is_failure: the run did not complete (out of memory, diverged, ...).
+        is_partial: the run was stopped early on purpose (it was not going to
+            reach the front): ``output`` is its last reported value, which a
+            finished run would have matched or bettered, and ``cost`` is what
+            it spent, not what a finished run costs. The output model and the
+            failure model use it (as a run that did not fail, with that
+            pessimistic output); the cost model, the Pareto set and
+            resampling leave it out.
     """
 
     input: ParamDictType
     output: float
     cost: float = 1.0
     is_failure: bool = False
+    is_partial: bool = False
 
 
 @dataclass
@@ -40,6 +48,7 @@ class ObservationInBasic:
     output: float
     cost: float = 1.0
     suggestion_id: str | None = None
+    is_partial: bool = False  # stopped early: see ObservationInParam.is_partial
 
 
 @dataclass

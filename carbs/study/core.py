@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.loop import CARBS
 from carbs.optimizer.pareto import pareto_set_from_observations
-from carbs.optimizer.space import Param, SpaceError
+from carbs.optimizer.space import Param, SearchSpace, SpaceError
 from carbs.optimizer.surrogate import REFIT_MIN_OBSERVATIONS, SurrogateHyperparameters
 from carbs.optimizer.types import (
     SUGGESTION_ID_DICT_KEY,
@@ -265,12 +265,19 @@ def delete_study(study_name: str, storage: str | Storage | None = None) -> None:
 def _as_observation(trial: TrialRecord) -> ObservationInParam | None:
     """The optimizer's view of a finished trial (``None``: it says nothing about its point).
 
-    A PRUNED trial becomes a *failure* at its point: it was stopped because it
-    was not going to reach the front, which is what the failure model and the
-    worst-output entry in the output model express, so the search does not
-    steer back into that region. Its last value and truncated cost are not
-    given as a completed run: the cost model would learn that the point is
-    cheap, and the Pareto set would hold a run that never finished.
+    A PRUNED trial becomes a *partial* observation (``is_partial``): its last
+    value as the output at its point, a pessimistic stand-in for the final one
+    (a run that goes on mostly ends no worse than where it was stopped, and it
+    was stopped because even so it was behind the front), while its truncated
+    cost is kept from the cost model (which would learn that the point is
+    cheap) and the run from the Pareto set. The output model then predicts a
+    poor result there, so the search does not steer back into the region; it
+    is not told as a failure, which would also mark the region as one where
+    runs break (the failure model's probability multiplies every nearby
+    candidate's score) and impute the worst output ever seen there, pushing
+    the search away from settings whose finished runs can be the best (long
+    schedules and slow starters that a rule stops now and then). Without a
+    finite last value it is a failure.
     """
     if not trial.is_informative:
         return None
@@ -280,6 +287,14 @@ def _as_observation(trial: TrialRecord) -> ObservationInParam | None:
         cost = max(trial.duration or 0.0, 1e-6)
     if trial.state == TrialState.COMPLETE and trial.output is not None:
         return ObservationInParam(input=dict(trial.params), output=trial.output, cost=cost)
+    if (
+        trial.state == TrialState.PRUNED
+        and trial.output is not None
+        and math.isfinite(trial.output)
+    ):
+        return ObservationInParam(
+            input=dict(trial.params), output=trial.output, cost=cost, is_partial=True
+        )
     return ObservationInParam(input=dict(trial.params), output=math.nan, cost=cost, is_failure=True)
 
 
@@ -415,6 +430,8 @@ class Study:
         self._reference_lock = threading.Lock()
         # Why should_prune last said "stop", per trial: the default reason of a PRUNED tell.
         self._stop_reasons: dict[int, str] = {}
+        # The search space the stopping rule maps points with (built on first use).
+        self._search_space: SearchSpace | None = None
         self._snapshot: _Snapshot | None = None
 
     def __repr__(self) -> str:
@@ -578,7 +595,7 @@ class Study:
             for t in trials:
                 curve = _curve(curves.get(t.number, []))
                 if t.state == TrialState.COMPLETE and t.output is not None and t.cost is not None:
-                    completed.append(FinishedRun(t.output, t.cost, curve))
+                    completed.append(FinishedRun(t.output, t.cost, curve, self._point(t.params)))
                 else:
                     others.append(curve)
             reference = StoppingReference(rule, self.better_direction_sign, completed, others)
@@ -600,8 +617,21 @@ class Study:
         if rule is None:
             return Decision(False, "early stopping is off")
         number = trial.number if isinstance(trial, Trial) else int(trial)
+        params = trial.params if isinstance(trial, Trial) else self.trial(number).params
         curve = _curve(self.intermediate_values([number]).get(number, []))
-        return self.stopping_reference(rule).decide(curve)
+        return self.stopping_reference(rule).decide(curve, self._point(params))
+
+    def _point(self, params: Mapping[str, Any]) -> tuple[float, ...] | None:
+        """A trial's point in the optimizer's basic coordinates (for the final-cost estimate
+        of the stopping rule); ``None`` if it is outside the current search space."""
+        space = self._search_space
+        if space is None:
+            space = self._search_space = SearchSpace(self.params)
+        try:
+            values = {k: v for k, v in params.items() if k in space.names}
+            return tuple(float(v) for v in space.to_basic(values))
+        except (SpaceError, ValueError, KeyError):
+            return None
 
     def should_prune(
         self, trial: Trial | int, early_stopping: EarlyStopping | bool | None = None
