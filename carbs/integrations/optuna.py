@@ -313,12 +313,10 @@ class CARBSSampler(BaseSampler):
                 opt.outstanding_suggestions[f"optuna-trial-{t.number}"] = SuggestionInBasic(basic)
             elif t.state == TrialState.COMPLETE and t.value is not None:
                 observations.append(ObservationInParam(values, float(t.value), self._cost(t)))
-            elif t.state == TrialState.PRUNED and _last_intermediate(t) is not None:
+            elif t.state == TrialState.PRUNED and (last := _last_intermediate(t)) is not None:
                 # As in carbs studies: its last reported value at its point, a pessimistic
                 # stand-in for the final one; its cost is kept from the cost model.
-                observations.append(
-                    ObservationInParam(values, _last_intermediate(t), self._cost(t), is_partial=True)
-                )
+                observations.append(ObservationInParam(values, last, self._cost(t), is_partial=True))
             elif t.state in (TrialState.FAIL, TrialState.PRUNED):
                 observations.append(ObservationInParam(values, math.nan, self._cost(t), True))
         if observations:
