@@ -14,7 +14,10 @@ Every trial is one CARBS suggestion, identified by its Tune trial id, so
 concurrent trials are CARBS's pending suggestions and later suggestions steer
 away from them. A trial that errors, or finishes without reporting the metric,
 is recorded as a failure. Its cost is the reported ``cost_metric`` if given,
-else Tune's ``time_total_s``.
+else Tune's ``time_total_s``. Under an early-stopping scheduler (ASHA,
+Hyperband) give the searcher the scheduler's ``time_attr`` and ``max_t``: a
+trial the scheduler stopped short of ``max_t`` is then told to CARBS as
+stopped early (a partial run), not as a finished run of that config.
 """
 
 from __future__ import annotations
@@ -92,6 +95,15 @@ class CARBSSearcher(Searcher):
             ``{"loss": 0.3, "time_total_s": 41.0}`` gives the cost as a
             finished trial's result does. Other points to add at any time:
             :meth:`add_evaluated_point`.
+        time_attr: the result key that measures a trial's progress, as given
+            to the scheduler (ASHA's ``time_attr``).
+        max_t: the progress of a full run, as given to the scheduler (ASHA's
+            ``max_t``). A trial that Tune stopped (its scheduler or a stopper
+            ended it, it did not return by itself) with ``time_attr`` below
+            ``max_t`` is observed as stopped early: its last value is a
+            pessimistic output for its config and its cost is left out of the
+            cost model. ``None``: every trial's last result counts as a
+            finished run.
     """
 
     def __init__(
@@ -106,8 +118,14 @@ class CARBSSearcher(Searcher):
         basic_span: float = DEFAULT_BASIC_SPAN,
         points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
         evaluated_rewards: Sequence[Any] | None = None,
+        time_attr: str = "training_iteration",
+        max_t: float | None = None,
     ) -> None:
         _check_metric_mode(metric, mode)
+        if not isinstance(time_attr, str) or not time_attr:
+            raise ValueError(f"time_attr must be a non-empty string, got {time_attr!r}")
+        if max_t is not None and (_finite_number(max_t) is None or max_t <= 0 or isinstance(max_t, bool)):
+            raise ValueError(f"max_t must be a number > 0 or None, got {max_t!r}")
         points = _check_points(points_to_evaluate, evaluated_rewards)
         if cost_metric is not None and (not isinstance(cost_metric, str) or not cost_metric):
             raise ValueError(f"cost_metric must be a non-empty string or None, got {cost_metric!r}")
@@ -125,6 +143,8 @@ class CARBSSearcher(Searcher):
                 )
         super().__init__(metric=metric, mode=mode)
         self._cost_metric = cost_metric
+        self._time_attr = time_attr
+        self._max_t = None if max_t is None else float(max_t)
         self._carbs_params = carbs_params or CARBSParams()
         self._search_center = dict(search_center or {})
         self._basic_span = basic_span
@@ -133,7 +153,8 @@ class CARBSSearcher(Searcher):
         self._space_from_tune = False
         self._codecs: dict[str, ValueCodec] = {p.name: IDENTITY for p in params or []}
         self._carbs: CARBS | None = None
-        # Tune trial id -> {"input": CARBS values, "started": epoch seconds}.
+        # Tune trial id -> {"input": CARBS values, "started": epoch seconds,
+        # "seen": the last ``time_attr`` Tune passed to on_trial_result}.
         self._live: dict[str, dict[str, Any]] = {}
         self._warned_cost_metric = False
         # Points not yet handed to the optimizer: with rewards they become
@@ -250,10 +271,34 @@ class CARBSSearcher(Searcher):
         flat = {name: self._codecs.get(name, IDENTITY).from_carbs(v) for name, v in values.items()}
         return _unflatten(flat)
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Remember how far the trial got (Tune calls this for every result it lets continue)."""
+        live = self._live.get(trial_id)
+        if live is not None:
+            live["seen"] = _finite_number(result.get(self._time_attr))
+
+    def _stopped_early(self, live: Mapping[str, Any], result: Mapping[str, Any] | None) -> bool:
+        """Whether Tune stopped the trial short of ``max_t``.
+
+        Tune passes every result it lets continue to :meth:`on_trial_result`,
+        but not the one on which its scheduler or a stopper ends the trial.
+        A trial that returned by itself ends on a repeat of a result already
+        seen. So a last result newer than the last one seen, below ``max_t``,
+        is a trial that was cut short.
+        """
+        if self._max_t is None or not result:
+            return False
+        progress = _finite_number(result.get(self._time_attr))
+        return progress is not None and progress < self._max_t and progress != live.get("seen")
+
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        """Report the trial's metric and cost to CARBS (a failure if it errored)."""
+        """Report the trial's metric and cost to CARBS (a failure if it errored).
+
+        A trial the scheduler stopped short of ``max_t`` is reported as stopped
+        early (see ``max_t``).
+        """
         live = self._live.pop(trial_id, None)
         if live is None:
             logger.warning("CARBSSearcher: completion of unknown trial %r ignored", trial_id)
@@ -274,6 +319,7 @@ class CARBSSearcher(Searcher):
             output=math.nan if value is None else value,
             cost=self._cost(trial_id, result, live["started"]),
             is_failure=failed,
+            is_partial=not failed and self._stopped_early(live, result),
         )
         opt.observe(observation)
 
@@ -419,6 +465,8 @@ class CARBSSearcher(Searcher):
             "metric": self._metric,
             "mode": self._mode,
             "cost_metric": self._cost_metric,
+            "time_attr": self._time_attr,
+            "max_t": self._max_t,
             "carbs_params": self._carbs_params.to_dict(),
             "params": None if self._params is None else [p.to_dict() for p in self._params],
             "space_from_tune": self._space_from_tune,
@@ -444,6 +492,9 @@ class CARBSSearcher(Searcher):
             self._metric = state["metric"]
             self._mode = state["mode"]
             self._cost_metric = state["cost_metric"]
+            self._time_attr = str(state.get("time_attr", "training_iteration"))
+            max_t = state.get("max_t")
+            self._max_t = None if max_t is None else float(max_t)
             self._carbs_params = CARBSParams.from_dict(dict(state["carbs_params"]))
             params = state["params"]
             self._params = None if params is None else [Param.from_dict(p) for p in params]
