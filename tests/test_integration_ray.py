@@ -398,7 +398,7 @@ def test_tuner_runs_concurrent_trials_then_restores_and_continues(
     assert all((more[i].config or {}).get("tag") == "fixed" for i in range(2))
 
 
-def test_searcher_runs_under_asha_and_records_stopped_trials_at_their_cost(
+def test_searcher_runs_under_asha_and_tells_trials_it_stopped_as_partial(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
     from ray.tune.schedulers import ASHAScheduler
@@ -407,7 +407,8 @@ def test_searcher_runs_under_asha_and_records_stopped_trials_at_their_cost(
         for step in range(1, 9):
             tune.report({"loss": (config["x"] - 0.2) ** 2 + 1.0 / step, "step": step})
 
-    searcher = CARBSSearcher(cost_metric="step", carbs_params=CARBSParams(seed=2))
+    searcher = CARBSSearcher(cost_metric="step", carbs_params=CARBSParams(seed=2),
+                             time_attr="step", max_t=8)
     grid = tune.Tuner(
         trainable,
         param_space={"x": tune.uniform(0.0, 4.0)},
@@ -423,8 +424,46 @@ def test_searcher_runs_under_asha_and_records_stopped_trials_at_their_cost(
     assert 0 < stopped < len(steps)
     opt = searcher.carbs
     assert opt is not None and opt.observation_count == 10 and not opt.failure_observations
-    # Tune does not say which trials ASHA stopped: CARBS gets each at the cost it reached.
-    assert sorted(o.cost for o in opt.success_observations) == sorted(float(s) for s in steps)
+    # Each trial at the cost it reached; the ones ASHA cut short are partial, the full runs not.
+    seen = sorted((o.cost, o.is_partial) for o in opt.success_observations)
+    assert seen == sorted((float(s), s < 8) for s in steps)
+
+
+def test_searcher_tells_a_trial_cut_short_below_max_t_as_partial() -> None:
+    # The calls Tune makes: on_trial_result for every result it lets continue,
+    # then on_trial_complete with the last result (a repeat of the last one
+    # passed when the trainable returned by itself).
+    def run(searcher: CARBSSearcher, trial_id: str, steps: int, returned: bool) -> None:
+        config = searcher.suggest(trial_id)
+        assert config is not None
+        results = [{"loss": 1.0 / s, "step": s} for s in range(1, steps + 1)]
+        for result in results[: steps if returned else steps - 1]:
+            searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, {**results[-1], "done": True})
+
+    searcher = CARBSSearcher(_native_params(), metric="loss", mode="min", cost_metric="step",
+                             time_attr="step", max_t=8)
+    run(searcher, "cut", 3, returned=False)  # stopped by the scheduler at step 3
+    run(searcher, "short", 3, returned=True)  # a schedule of 3 steps, ended by itself
+    run(searcher, "full", 8, returned=False)  # stopped at max_t: a full run
+    opt = searcher.carbs
+    assert opt is not None
+    assert [(o.cost, o.is_partial) for o in opt.success_observations] == [
+        (3.0, True), (3.0, False), (8.0, False)
+    ]
+    # Without max_t every last result is a finished run; the setting survives a save.
+    plain = CARBSSearcher(_native_params(), metric="loss", mode="min", cost_metric="step")
+    run(plain, "cut", 3, returned=False)
+    assert plain.carbs is not None and not plain.carbs.success_observations[0].is_partial
+    restored = CARBSSearcher()
+    restored.set_state(searcher.get_state())
+    run(restored, "again", 2, returned=False)
+    assert restored.carbs is not None and restored.carbs.success_observations[-1].is_partial
+    for bad in (0, -1.0, math.nan, "8", True):
+        with pytest.raises(ValueError, match="max_t must be a number > 0"):
+            CARBSSearcher(max_t=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="time_attr must be a non-empty string, got ''"):
+        CARBSSearcher(time_attr="")
 
 
 def test_interrupted_experiment_resumes_with_tuner_restore(

@@ -124,7 +124,8 @@ class CARBSSearcher(Searcher):
         _check_metric_mode(metric, mode)
         if not isinstance(time_attr, str) or not time_attr:
             raise ValueError(f"time_attr must be a non-empty string, got {time_attr!r}")
-        if max_t is not None and (_finite_number(max_t) is None or max_t <= 0 or isinstance(max_t, bool)):
+        if max_t is not None and (isinstance(max_t, bool) or not isinstance(max_t, (int, float))
+                                  or not math.isfinite(max_t) or max_t <= 0):
             raise ValueError(f"max_t must be a number > 0 or None, got {max_t!r}")
         points = _check_points(points_to_evaluate, evaluated_rewards)
         if cost_metric is not None and (not isinstance(cost_metric, str) or not cost_metric):
