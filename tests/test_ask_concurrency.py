@@ -75,7 +75,12 @@ def test_the_models_are_never_fitted_while_the_study_is_locked(
     assert fits["outside"] > 0 and fits["inside"] == 0
 
 
-def test_trials_started_or_finished_after_the_snapshot_are_pending(url: str) -> None:
+def test_trials_started_or_finished_after_the_snapshot_are_pending(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The path of an ask that scores under the lock (the suggestion pool is
+    # tested in test_suggestion_pool.py).
+    monkeypatch.setattr(Study, "_pick_pooled", lambda self, *args, **kwargs: study_module._PoolPick())
     a = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
     _run(a, 6)
     snapshot = a._take_snapshot()
@@ -84,7 +89,7 @@ def test_trials_started_or_finished_after_the_snapshot_are_pending(url: str) -> 
     b.tell(finished, *objective(finished.params))
     running = b.ask()
     fitted = snapshot.optimizer._fit_cache
-    a._take_snapshot = lambda: snapshot  # type: ignore[method-assign]
+    a._take_snapshot = lambda *args: snapshot  # type: ignore[method-assign]
     trial = a.ask()
     pending = snapshot.optimizer.outstanding_suggestions
     assert {f"trial-{finished.number}", f"trial-{running.number}"} <= set(pending)

@@ -347,8 +347,11 @@ def test_a_version_1_database_is_upgraded_in_place(backend: str, tmp_path: Path)
         study = create_study("old", url, [Param("x", LinearSpace(min=0, max=1, scale=0.25), 0.5)])
         study.tell(study.ask(), 0.5, 1.0)
         engine = study.storage.engine
-        with engine.begin() as conn:  # what carbs wrote before schema versions 2 and 3
+        with engine.begin() as conn:  # what carbs wrote before schema versions 2, 3 and 4
             conn.execute(text("DROP TABLE carbs_intermediate_values"))
+            conn.execute(text("DROP TABLE carbs_suggestion_pool"))
+            conn.execute(text("ALTER TABLE carbs_studies DROP COLUMN pool_claimed_at"))
+            conn.execute(text("ALTER TABLE carbs_studies DROP COLUMN asking_since"))
             conn.execute(text("ALTER TABLE carbs_trials DROP COLUMN retry_of"))
             conn.execute(text("ALTER TABLE carbs_trials DROP COLUMN job"))
             conn.execute(text("UPDATE carbs_schema_version SET version = 1"))
@@ -358,8 +361,8 @@ def test_a_version_1_database_is_upgraded_in_place(backend: str, tmp_path: Path)
             columns = {c["name"] for c in inspect(conn).get_columns("carbs_trials")}
             tables = set(inspect(conn).get_table_names())
             version = conn.execute(text("SELECT version FROM carbs_schema_version")).scalar()
-        assert {"retry_of", "job"} <= columns and version == SCHEMA_VERSION == 3
-        assert "carbs_intermediate_values" in tables
+        assert {"retry_of", "job"} <= columns and version == SCHEMA_VERSION == 4
+        assert {"carbs_intermediate_values", "carbs_suggestion_pool"} <= tables
         again = load_study("old", storage)
         old = again.trials()[0]
         assert old.output == 0.5 and old.retry_of is None and old.job is None

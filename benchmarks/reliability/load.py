@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import random
 import statistics
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -84,10 +85,18 @@ class LoadResult:
     # CPU seconds of each ask of the seed trials (one process alone), and of
     # the part spent holding the study lock: what bounds many workers' asks.
     seed_ask_cpu: list[tuple[float, float]] = field(default_factory=list)
+    # (how many asks the worker had made before, seconds) of each ask: round 0
+    # is every worker asking at once.
+    ask_rounds: list[tuple[int, float]] = field(default_factory=list)
+    # The 1-minute load average, sampled every few seconds during the run.
+    load_averages: list[float] = field(default_factory=list)
 
-    def ask_percentile(self, q: float) -> float:
-        """The ``q`` quantile (0-1) of the ask latency, in seconds."""
-        values = sorted(s for _, s in self.ask_seconds)
+    def ask_percentile(self, q: float, rounds: range | None = None) -> float:
+        """The ``q`` quantile (0-1) of the ask latency in seconds (of the asks of ``rounds`` only)."""
+        if rounds is None:
+            values = sorted(s for _, s in self.ask_seconds)
+        else:
+            values = sorted(s for r, s in self.ask_rounds if r in rounds)
         return values[min(len(values) - 1, int(q * len(values)))] if values else math.nan
 
     @property
@@ -256,10 +265,23 @@ def run_load(
         p.start()
     barrier.wait(timeout=300)
     start = time.perf_counter()
+    loads: list[float] = []
+    sampling = threading.Event()
+
+    def sample_load() -> None:
+        while True:
+            loads.append(os.getloadavg()[0])
+            if sampling.wait(5.0):
+                return
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
     if during is not None:
         during()
     reports: list[WorkerReport] = [out.get(timeout=1800) for _ in procs]
     seconds = time.perf_counter() - start
+    sampling.set()
+    sampler.join()
     for p in procs:
         p.join(timeout=60)
     exit_errors = [f"worker exit code {p.exitcode}" for p in procs if p.exitcode != 0]
@@ -295,4 +317,6 @@ def run_load(
         ask_seconds=[(n, s) for n, _, s in handed],
         error_samples=errors[:5],
         seed_ask_cpu=seed_ask_cpu,
+        ask_rounds=[(i, s) for r in reports for i, (_, _, s) in enumerate(r.asked)],
+        load_averages=loads,
     )

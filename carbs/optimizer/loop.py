@@ -45,7 +45,7 @@ from carbs.optimizer.pareto import (
     pareto_area,
     pareto_groups,
 )
-from carbs.optimizer.pending import pending_inputs
+from carbs.optimizer.pending import pending_count_at, pending_inputs
 from carbs.optimizer.reference_api import ReferenceAPI
 from carbs.optimizer.space import (
     ChoiceSpace,
@@ -510,6 +510,24 @@ class CARBS(ReferenceAPI):
         )
         return resampling.is_resample_due(len(complete), self.resample_count, frequency)
 
+    def _resample_point(self) -> np.ndarray | None:
+        """The Pareto point to run again when a resample is due, else ``None``.
+
+        A point already pending is not resampled: running it twice at once
+        would hand out the same point to two workers, and its pending run will
+        average its noise as well; the models suggest instead, and the
+        resample stays due.
+        """
+        if not self._is_resample_due():
+            return None
+        pending = list(pending_inputs(self.outstanding_suggestions, self.real_dim))
+        point = resampling.resample_point(
+            self._pareto_groups(is_conservative=False), pending, self.config.better_direction_sign
+        )
+        if pending_count_at(pending, point) > 0:
+            return None
+        return point
+
     def _suggest_one(self, suggestion_id: str | None, remember: bool) -> SuggestOutput:
         # Drives the cost levels. The observation count stands in for callers
         # who rebuild the optimizer for every suggestion (the Optuna sampler),
@@ -526,12 +544,8 @@ class CARBS(ReferenceAPI):
                 self.config,
                 rng,
             )
-        elif self._is_resample_due():
-            kind = "resample"
-            pending = list(pending_inputs(self.outstanding_suggestions, self.real_dim))
-            point = resampling.resample_point(
-                self._pareto_groups(is_conservative=False), pending, self.config.better_direction_sign
-            )
+        elif (resample := self._resample_point()) is not None:
+            kind, point = "resample", resample
             self.resample_count += 1
         else:
             kind = "model"

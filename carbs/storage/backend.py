@@ -16,7 +16,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    delete,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -37,11 +49,14 @@ from carbs.storage.models import (
     ModelCacheRow,
     SchemaVersionRow,
     StudyRow,
+    SuggestionRow,
     TrialRow,
 )
 from carbs.storage.records import (
+    NON_INFORMATIVE_FAILURES,
     FailKind,
     IntermediateValue,
+    PooledSuggestion,
     StudyRecord,
     TrialRecord,
     TrialState,
@@ -145,12 +160,53 @@ def _mark_stale(row: TrialRow, now: datetime) -> None:
     row.finished_at = now
 
 
+def _informative() -> Any:
+    """SQL condition of :attr:`TrialRecord.is_informative` (finished and not lost)."""
+    lost = [k.value for k in NON_INFORMATIVE_FAILURES]
+    return or_(
+        TrialRow.state.in_([TrialState.COMPLETE.value, TrialState.PRUNED.value]),
+        and_(
+            TrialRow.state == TrialState.FAILED.value,
+            or_(TrialRow.fail_kind.is_(None), TrialRow.fail_kind.not_in(lost)),
+        ),
+    )
+
+
+def _pooled(row: SuggestionRow) -> PooledSuggestion:
+    return PooledSuggestion(
+        id=row.id,
+        params=json.loads(row.params_json),
+        suggestion_kind=row.suggestion_kind,
+        basis=row.basis,
+        cost_upper=row.cost_upper,
+        definition=row.definition,
+    )
+
+
 class LockedStudy:
     """A study inside its critical section: see :meth:`Storage.locked_study`."""
 
-    def __init__(self, session: Session, study: StudyRecord) -> None:
+    def __init__(self, session: Session, study: StudyRecord, row: StudyRow | None = None) -> None:
         self._session = session
         self.study = study
+        self._row = row
+        # The RUNNING trials as reap_stale left them (saves reading them again).
+        self._running: list[TrialRecord] | None = None
+
+    @property
+    def pool_claimed_at(self) -> datetime | None:
+        """When the refill of the study's suggestion pool was claimed (``None``: it is not)."""
+        return None if self._row is None else as_utc(self._row.pool_claimed_at)
+
+    @property
+    def asking_since(self) -> datetime | None:
+        """When an ask that found no trial running started (``None``: none is under way)."""
+        return None if self._row is None else as_utc(self._row.asking_since)
+
+    def set_asking_since(self, when: datetime | None) -> None:
+        """Record (or, with ``None``, clear) the start of an ask made while no trial ran."""
+        if self._row is not None and (when is not None or self._row.asking_since is not None):
+            self._row.asking_since = when
 
     def trials(self, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
         """Every trial (or those in ``states``), by number."""
@@ -159,6 +215,59 @@ class LockedStudy:
             stmt = stmt.where(TrialRow.state.in_([s.value for s in states]))
         rows = self._session.scalars(stmt.order_by(TrialRow.number)).all()
         return [_trial_record(r) for r in rows]
+
+    def observation_count(self) -> int:
+        """How many trials are informative (what the optimizer holds as observations)."""
+        count = self._session.scalar(
+            select(func.count()).where(TrialRow.study_id == self.study.id, _informative())
+        )
+        return int(count or 0)
+
+    def budget_usage(self) -> tuple[int, float]:
+        """``(trials counted by a trial budget, summed cost)``: RUNNING or informative
+        trials, and the cost of every trial that has one, without reading the trials."""
+        used = self._session.scalar(
+            select(func.count()).where(
+                TrialRow.study_id == self.study.id,
+                or_(TrialRow.state == TrialState.RUNNING.value, _informative()),
+            )
+        )
+        spent = self._session.scalar(
+            select(func.sum(TrialRow.cost)).where(TrialRow.study_id == self.study.id)
+        )
+        return int(used or 0), float(spent or 0.0)
+
+    def retry_trials(self) -> list[TrialRecord]:
+        """The trials a retry policy looks at: FAILED ones and re-runs, by number."""
+        rows = self._session.scalars(
+            select(TrialRow)
+            .where(
+                TrialRow.study_id == self.study.id,
+                or_(TrialRow.state == TrialState.FAILED.value, TrialRow.retry_of.is_not(None)),
+            )
+            .order_by(TrialRow.number)
+        ).all()
+        return [_trial_record(r) for r in rows]
+
+    def pooled_suggestions(self) -> list[PooledSuggestion]:
+        """The study's pooled suggestions, in the order they were made (oldest first)."""
+        rows = self._session.scalars(
+            select(SuggestionRow)
+            .where(SuggestionRow.study_id == self.study.id)
+            .order_by(SuggestionRow.id)
+        ).all()
+        return [_pooled(r) for r in rows]
+
+    def remove_suggestions(self, ids: Sequence[int]) -> int:
+        """Delete pooled suggestions by id (handed out, or no longer usable); how many were there."""
+        if not ids:
+            return 0
+        result = self._session.execute(
+            delete(SuggestionRow).where(
+                SuggestionRow.study_id == self.study.id, SuggestionRow.id.in_(list(ids))
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def reap_stale(self, now: datetime | None = None) -> list[int]:
         """Mark RUNNING trials whose worker stopped heartbeating as FAILED(stale)."""
@@ -169,14 +278,37 @@ class LockedStudy:
             )
         ).all()
         reaped = []
+        running = []
         for row in rows:
             if _is_stale(row, now):
                 _mark_stale(row, now)
                 reaped.append(row.number)
+            else:
+                running.append(_trial_record(row))
         if reaped:
             self._session.flush()
             logger.warning("study %r: trials %s marked FAILED (stale)", self.study.name, reaped)
+        self._running = sorted(running, key=lambda t: t.number)
         return reaped
+
+    def running_trials(self) -> list[TrialRecord]:
+        """The RUNNING trials, by number (those :meth:`reap_stale` left, without reading them again)."""
+        if self._running is None:
+            return self.trials([TrialState.RUNNING])
+        return list(self._running)
+
+    def pool_and_observations(self) -> tuple[list[PooledSuggestion], int | None]:
+        """The pooled suggestions (oldest first) and :meth:`observation_count`, in one query
+        (the count is ``None`` when the pool is empty)."""
+        count = (
+            select(func.count())
+            .where(TrialRow.study_id == self.study.id, _informative())
+            .scalar_subquery()
+        )
+        rows = self._session.execute(
+            select(SuggestionRow, count).where(SuggestionRow.study_id == self.study.id).order_by(SuggestionRow.id)
+        ).all()
+        return [_pooled(r[0]) for r in rows], (int(rows[0][1]) if rows else None)
 
     def add_trial(
         self,
@@ -194,13 +326,17 @@ class LockedStudy:
             math.isfinite(heartbeat_grace) and heartbeat_grace > 0
         ):
             raise ValueError(f"heartbeat_grace must be a number > 0, got {heartbeat_grace!r}")
-        last = self._session.scalar(
-            select(func.max(TrialRow.number)).where(TrialRow.study_id == self.study.id)
+        # The next number is found by the insert itself: one statement, as the
+        # study lock is held meanwhile.
+        number = (
+            select(func.coalesce(func.max(TrialRow.number) + 1, 0))
+            .where(TrialRow.study_id == self.study.id)
+            .scalar_subquery()
         )
         now = utcnow()
-        row = TrialRow(
+        values = dict(
             study_id=self.study.id,
-            number=0 if last is None else last + 1,
+            number=number,
             state=TrialState.RUNNING.value,
             params_json=_dumps(params, "trial params"),
             started_at=now,
@@ -212,8 +348,8 @@ class LockedStudy:
             job=job,
             user_attrs_json=_dumps(user_attrs or {}, "trial user_attrs"),
         )
-        self._session.add(row)
-        self._session.flush()
+        self._running = None
+        row = self._session.scalars(insert(TrialRow).values(**values).returning(TrialRow)).one()
         return _trial_record(row)
 
 
@@ -282,10 +418,12 @@ class Storage:
         once upgrade it once: the second sees the new version, or fails on an
         existing column and retries.
         """
-        columns = {c["name"] for c in inspect(conn).get_columns(TrialRow.__tablename__)}
+        columns: dict[str, set[str]] = {}
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for table, column, sql_type in ADDED_COLUMNS.get(step, ()):
-                if table == TrialRow.__tablename__ and column in columns:
+                if table not in columns:
+                    columns[table] = {c["name"] for c in inspect(conn).get_columns(table)}
+                if column in columns[table]:
                     continue
                 conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
         conn.execute(update(SchemaVersionRow).values(version=SCHEMA_VERSION))
@@ -470,7 +608,8 @@ class Storage:
         """Delete a study and all its trials."""
         study = self.get_study(name)
 
-        def delete(session: Session) -> None:
+        def remove(session: Session) -> None:
+            session.execute(delete(SuggestionRow).where(SuggestionRow.study_id == study.id))
             trial_ids = select(TrialRow.id).where(TrialRow.study_id == study.id)
             for value_row in session.scalars(
                 select(IntermediateRow).where(IntermediateRow.trial_id.in_(trial_ids))
@@ -485,7 +624,7 @@ class Storage:
             if study_row is not None:
                 session.delete(study_row)
 
-        self._write(delete)
+        self._write(remove)
 
     # -- trials ---------------------------------------------------------------
     def locked_study(self, study_id: int, fn: Callable[[LockedStudy], T]) -> T:
@@ -503,7 +642,7 @@ class Storage:
             )
             if row is None:
                 raise StudyNotFoundError(f"no study with id {study_id}")
-            return fn(LockedStudy(session, _study_record(row)))
+            return fn(LockedStudy(session, _study_record(row), row))
 
         return self._write(run)
 
@@ -822,6 +961,79 @@ class Storage:
             self._write(save)
         except IntegrityError:  # inserted concurrently: update it instead
             self._write(save)
+
+
+    # -- suggestion pool --------------------------------------------------------
+    def add_suggestions(
+        self,
+        study_id: int,
+        definition: str,
+        basis: int,
+        suggestions: Sequence[tuple[dict[str, Any], str | None, float | None]],
+    ) -> None:
+        """Store ``(params, suggestion_kind, cost_upper)`` suggestions in the study's pool,
+        made from ``basis`` observations for the study ``definition`` (a digest)."""
+        if not suggestions:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "study_id": study_id,
+                "params_json": _dumps(params, "suggestion params"),
+                "suggestion_kind": kind,
+                "basis": int(basis),
+                "definition": definition,
+                "cost_upper": cost_upper,
+                "created_at": now,
+            }
+            for params, kind, cost_upper in suggestions
+        ]
+        self._write(lambda session: session.execute(insert(SuggestionRow), rows))
+
+    def pooled_suggestions(self, study_id: int) -> list[PooledSuggestion]:
+        """The study's pooled suggestions (oldest first), read without the study lock."""
+        stmt = select(SuggestionRow).where(SuggestionRow.study_id == study_id).order_by(SuggestionRow.id)
+        return self._read(lambda session: [_pooled(r) for r in session.scalars(stmt)])
+
+    def pool_state(self, study_id: int) -> tuple[int, datetime | None]:
+        """``(suggestions in the study's pool, when its refill was claimed)``: one cheap read."""
+
+        count = select(func.count()).where(SuggestionRow.study_id == study_id).scalar_subquery()
+
+        def read(session: Session) -> tuple[int, datetime | None]:
+            row = session.execute(select(count, StudyRow.pool_claimed_at).where(StudyRow.id == study_id)).first()
+            return (0, None) if row is None else (int(row[0] or 0), as_utc(row[1]))
+
+        return self._read(read)
+
+    def claim_pool_refill(self, study_id: int, ttl: float) -> bool:
+        """Claim the refill of a study's suggestion pool: ``False`` if another process
+        claimed it less than ``ttl`` seconds ago and has not released it."""
+        now = utcnow()
+
+        def claim(session: Session) -> bool:
+            result = session.execute(
+                update(StudyRow)
+                .where(
+                    StudyRow.id == study_id,
+                    or_(
+                        StudyRow.pool_claimed_at.is_(None),
+                        StudyRow.pool_claimed_at < now - timedelta(seconds=ttl),
+                    ),
+                )
+                .values(pool_claimed_at=now)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+        return self._write(claim)
+
+    def release_pool_claim(self, study_id: int) -> None:
+        """End the refill claim of a study's suggestion pool."""
+        self._write(
+            lambda session: session.execute(
+                update(StudyRow).where(StudyRow.id == study_id).values(pool_claimed_at=None)
+            )
+        )
 
 
 def _first_line(e: Exception) -> str:

@@ -26,8 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 1: studies and trials. 2: intermediate reports (learning curves) and the
 # PRUNED trial state; a version-1 database gains the new table when opened.
 # 3: trials record the trial they re-run (retry_of) and the launcher job that
-# ran them (job).
-SCHEMA_VERSION = 3
+# ran them (job). 4: a pool of precomputed suggestions per study
+# (carbs_suggestion_pool), the claim of its refill (carbs_studies.pool_claimed_at)
+# and the start of an ask made while no trial ran (carbs_studies.asking_since).
+SCHEMA_VERSION = 4
 
 # version -> (table, column, SQL type) added by that version; the columns are
 # nullable, so existing rows stay valid.
@@ -35,6 +37,10 @@ ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
     3: (
         ("carbs_trials", "retry_of", "INTEGER"),
         ("carbs_trials", "job", "VARCHAR(255)"),
+    ),
+    4: (
+        ("carbs_studies", "pool_claimed_at", "TIMESTAMP WITH TIME ZONE"),
+        ("carbs_studies", "asking_since", "TIMESTAMP WITH TIME ZONE"),
     ),
 }
 
@@ -66,6 +72,11 @@ class StudyRow(Base):
     config_json: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     user_attrs_json: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # When a process claimed the refill of the study's suggestion pool (None: nobody holds it).
+    pool_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When an ask that found no trial running began computing its own suggestion
+    # (None once it stored its trial): another ask meanwhile means concurrent workers.
+    asking_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class TrialRow(Base):
@@ -136,3 +147,27 @@ class ModelCacheRow(Base):
     payload_json: Mapped[str] = mapped_column(Text, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SuggestionRow(Base):
+    """A suggestion made ahead of time for the next asks of a study (its suggestion pool).
+
+    ``basis`` is the number of observations the models had seen, ``definition``
+    a digest of the study's space and settings when it was made: an ask uses a
+    row only while both still hold, and deletes it in the transaction that
+    stores the trial, so no row is handed out twice.
+    """
+
+    __tablename__ = "carbs_suggestion_pool"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("carbs_studies.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    suggestion_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    basis: Mapped[int] = mapped_column(Integer, nullable=False)
+    definition: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Upper-quantile predicted cost (the one the cost caps apply to), when the models made it.
+    cost_upper: Mapped[float | None] = mapped_column(Double, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

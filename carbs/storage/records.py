@@ -192,3 +192,24 @@ class IntermediateValue:
             "cost": self.cost,
             "reported_at": self.reported_at.isoformat(),
         }
+
+
+@dataclass(frozen=True)
+class PooledSuggestion:
+    """A suggestion stored ahead of time in a study's pool (see ``Storage.add_suggestions``).
+
+    Attributes:
+        id: database key (the row is deleted when it is handed out).
+        params: the parameter values.
+        suggestion_kind: how the optimizer chose it ("model", "resample", ...).
+        basis: the number of observations the models had seen when it was made.
+        cost_upper: its upper-quantile predicted cost, when the models made it.
+        definition: digest of the study's space and settings it was made for.
+    """
+
+    id: int
+    params: dict[str, Any]
+    suggestion_kind: str | None
+    basis: int
+    cost_upper: float | None
+    definition: str

@@ -13,6 +13,14 @@ is held for milliseconds and no running point is handed out twice. The
 models' hyperparameters are shared through the storage: one process searches
 them when the data grew enough, the others reuse them meanwhile.
 
+While other trials run (many workers), ``ask`` first takes a suggestion from
+the study's *suggestion pool*: suggestions one process made ahead of time
+from one fit, each with the running trials and the others as pending points,
+stored with the observation count they were made from. Taking one is a short
+transaction with no model work; the pool is refilled in the background by
+one process when it runs low or half-way to stale. A study asked by one
+process at a time never uses it.
+
 Example::
 
     import carbs
@@ -29,7 +37,10 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -102,6 +113,23 @@ _REFIT_CLAIM_SECONDS = 60.0
 # (beyond, the snapshot is taken again): this many, or this share of the observations.
 _STALE_TRIALS = 16
 _STALE_SHARE = 0.1
+# The suggestion pool (see Study.ask): a process holds the claim of its refill
+# this long at most; it writes the suggestions it makes in chunks of this many,
+# so that askers need not wait for the whole batch; the pool holds about one
+# suggestion per RUNNING trial, within these bounds.
+_POOL_CLAIM_SECONDS = 60.0
+_POOL_CHUNKS = (2, 4, 8)  # the first chunks are small: askers are waiting for them
+_POOL_MIN = 8
+_POOL_MAX = 64
+# An ask that finds the pool empty while another process fills it waits for
+# it (reading the pool's size every 0.2 s at first, every second at most)
+# while the pool grows, this long at most, and suggests alone once it has
+# not grown for _POOL_STALL_SECONDS (the filling process may be stuck or starved).
+_POOL_WAIT_SECONDS = 20.0
+_POOL_STALL_SECONDS = 4.0
+_POOL_POLL_SECONDS = (0.2, 1.0)
+# An ask begun while no trial ran, and not finished since this long, is gone.
+_ASKING_SECONDS = 30.0
 # Default heartbeat settings of Study.optimize.
 _OPTIMIZE_HEARTBEAT_INTERVAL = 10.0
 _OPTIMIZE_HEARTBEAT_GRACE = 60.0
@@ -367,25 +395,71 @@ def budget_exhausted(trials: Sequence[TrialRecord], budget: Budget | None) -> st
     """Why a study-wide budget is spent (trials or cost), or ``None`` if it is not."""
     if budget is None:
         return None
-    if budget.max_trials is not None:
-        used = sum(1 for t in trials if t.state == TrialState.RUNNING or t.is_informative)
-        if used >= budget.max_trials:
-            whole = "; the budget counts the whole study, earlier runs included" if used > budget.max_trials else ""
-            return f"trial budget reached ({used}/{budget.max_trials} trials{whole})"
-    if budget.max_cost is not None:
-        spent = sum(t.cost for t in trials if t.cost is not None)
-        if spent >= budget.max_cost:
-            whole = "; the budget counts the whole study, earlier runs included" if spent > budget.max_cost else ""
-            return f"cost budget reached ({spent:.6g}/{budget.max_cost:.6g}{whole})"
+    used = sum(1 for t in trials if t.state == TrialState.RUNNING or t.is_informative)
+    return _budget_reason(used, sum(t.cost for t in trials if t.cost is not None), budget)
+
+
+def _budget_reason(used: int, spent: float, budget: Budget) -> str | None:
+    """:func:`budget_exhausted` from the counted trials and the summed cost."""
+    if budget.max_trials is not None and used >= budget.max_trials:
+        whole = "; the budget counts the whole study, earlier runs included" if used > budget.max_trials else ""
+        return f"trial budget reached ({used}/{budget.max_trials} trials{whole})"
+    if budget.max_cost is not None and spent >= budget.max_cost:
+        whole = "; the budget counts the whole study, earlier runs included" if spent > budget.max_cost else ""
+        return f"cost budget reached ({spent:.6g}/{budget.max_cost:.6g}{whole})"
     return None
 
 
 def _cost_left(trials: Sequence[TrialRecord], budget: Budget | None, cost_left: float | None) -> float | None:
     """The smaller of the study's cost budget left and the caller's (``None`` without either)."""
+    return _cost_left_of(sum(t.cost for t in trials if t.cost is not None), budget, cost_left)
+
+
+def _cost_left_of(spent: float, budget: Budget | None, cost_left: float | None) -> float | None:
+    """:func:`_cost_left` from the summed cost of the study's trials."""
     left = [] if cost_left is None else [cost_left]
     if budget is not None and budget.max_cost is not None:
-        left.append(budget.max_cost - sum(t.cost for t in trials if t.cost is not None))
+        left.append(budget.max_cost - spent)
     return min(left) if left else None
+
+
+def _stale_limit(basis: int) -> float:
+    """Observations that may arrive after models saw ``basis`` before their use is too stale."""
+    return max(_STALE_TRIALS, _STALE_SHARE * basis)
+
+
+def _is_stale(basis: int, observations: int) -> bool:
+    """Whether a suggestion made from ``basis`` observations is too old when there are ``observations``."""
+    return observations < basis or observations - basis > _stale_limit(basis)
+
+
+def _pool_size(running: int) -> int:
+    """How many suggestions a refill brings the pool to with ``running`` trials in flight."""
+    return min(_POOL_MAX, max(_POOL_MIN, running))
+
+
+@dataclass
+class _PoolPick:
+    """What the pooled part of an ask found: a trial (or why none), and the pool's state."""
+
+    record: TrialRecord | None = None
+    reason: str | None = None
+    # Other workers are asking or running trials: the pool is used and kept filled.
+    concurrent: bool = False
+    running: int = 0  # RUNNING trials, the new one included
+    left: int = 0  # usable suggestions left in the pool
+    unusable: int = 0  # fresh suggestions over this caller's cost cap
+    age: int = 0  # observations since the newest usable suggestion was made
+    observations: int = 0
+
+    @property
+    def refill_due(self) -> bool:
+        """Whether the pool should be refilled now: the study is asked concurrently,
+        and its pool is short of suggestions or half-way to stale."""
+        if not self.concurrent:
+            return False
+        low = self.left < max(2, _pool_size(self.running) // 4)
+        return low or 2 * self.age > _stale_limit(self.observations - self.age)
 
 
 @dataclass
@@ -394,6 +468,35 @@ class _Snapshot:
 
     optimizer: CARBS
     observed: frozenset[int]  # numbers of the trials it holds as observations
+
+
+def _definition_digest(params: Any, direction: int, settings: Any) -> str:
+    """A digest of a study's space, direction and settings (pooled suggestions are made for one)."""
+    text = json.dumps([params, direction, settings], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _add_pending(opt: CARBS, points: Sequence[Mapping[str, Any]], prefix: str) -> None:
+    """Make ``points`` (parameter dicts) pending suggestions of ``opt``; those outside its space are left out."""
+    for i, point in enumerate(points):
+        try:
+            basic = opt.search_space.to_basic(dict(point))
+        except SpaceError:
+            continue
+        opt.outstanding_suggestions[f"{prefix}-{i}"] = SuggestionInBasic(basic)
+
+
+def _private_copy(opt: CARBS) -> CARBS:
+    """A copy of a fitted optimizer that another thread can suggest from while ``opt`` is used.
+
+    The observations are shared (neither copy changes them); the fitted
+    models are copied, since conditioning on pending points changes them.
+    """
+    with opt._lock:
+        twin = copy.copy(opt)  # through __getstate__: a lock of its own, no fit cache
+        twin._fit_cache = copy.deepcopy(opt._fit_cache)
+    twin.outstanding_suggestions = {}
+    return twin
 
 
 def _restore_pending(
@@ -433,6 +536,10 @@ class Study:
         # The search space the stopping rule maps points with (built on first use).
         self._search_space: SearchSpace | None = None
         self._snapshot: _Snapshot | None = None
+        # The thread refilling the suggestion pool, while one runs.
+        self._refill_thread: threading.Thread | None = None
+        # Upper-quantile predicted cost of the last suggestion made here (under _ask_lock).
+        self._last_cost_upper: float | None = None
 
     def __repr__(self) -> str:
         return f"Study({self.name!r}, storage={self.storage.url!r})"
@@ -690,9 +797,11 @@ class Study:
         _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING)
         return opt
 
-    def _take_snapshot(self) -> _Snapshot:
-        """Outside the study lock: an optimizer of the trials as they are now, fitted."""
-        trials = self.trials()
+    def _take_snapshot(self, trials: Sequence[TrialRecord] | None = None) -> _Snapshot:
+        """Outside the study lock: an optimizer of the trials as they are now (or of
+        ``trials``, just read), fitted."""
+        if trials is None:
+            trials = self.trials()
         observed = frozenset(t.number for t in trials if _as_observation(t) is not None)
         with self._ask_lock:
             cached = self._snapshot
@@ -711,6 +820,94 @@ class Study:
         with self._ask_lock:
             self._snapshot = snapshot
         return snapshot
+
+    def _start_refill(self, definition: str, budget: Budget | None, cost_left: float | None) -> None:
+        """Refill the suggestion pool in a background thread, so that this ask returns at once.
+
+        The caller's trial is stored already; the refill runs while it does.
+        A process that exits meanwhile leaves what was stored so far, and its
+        claim expires after ``_POOL_CLAIM_SECONDS``.
+        """
+        with self._ask_lock:
+            if self._refill_thread is not None and self._refill_thread.is_alive():
+                return
+
+            def run() -> None:
+                try:
+                    self._refill_pool(definition, budget, cost_left)
+                except Exception as e:  # the trials are stored: a failed refill only costs speed
+                    logger.warning("study %r: the suggestion pool was not refilled: %s", self.name, e)
+
+            thread = threading.Thread(target=run, name=f"carbs-pool-{self.name}", daemon=True)
+            self._refill_thread = thread
+        thread.start()
+
+    def wait_for_pool_refill(self, timeout: float | None = None) -> bool:
+        """Wait until this process's refill of the suggestion pool (if any) is done; ``False`` on timeout."""
+        thread = self._refill_thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _refill_pool(self, definition: str, budget: Budget | None, cost_left: float | None) -> None:
+        """Fill the study's suggestion pool for the next asks, if no other process is doing it.
+
+        Outside the study lock: one snapshot's models make the suggestions one
+        after the other, each with the RUNNING trials, the pool's other
+        suggestions and the ones before it pending (so that they spread out as
+        a batch does), under this caller's cost caps (each ask checks its own
+        again). They are stored in chunks, with the observation count they
+        were made from, so that askers can take the first ones at once.
+        """
+        if not self.storage.claim_pool_refill(self.id, _POOL_CLAIM_SECONDS):
+            return
+        try:
+            trials = self.trials()
+            snapshot = self._take_snapshot(trials)
+            basis = len(snapshot.observed)
+            finished = sum(1 for t in trials if t.state != TrialState.RUNNING)
+            kept = [
+                p for p in self.storage.pooled_suggestions(self.id)
+                if p.definition == definition and not _is_stale(p.basis, basis)
+            ]
+            left = _cost_left(trials, budget, cost_left)
+            # Continue the random stream and the resample schedule past the
+            # trials and the pooled suggestions that will become trials.
+            counts = (
+                len(trials) + len(kept),
+                sum(1 for t in trials if t.suggestion_kind == "resample")
+                + sum(1 for p in kept if p.suggestion_kind == "resample"),
+            )
+            opt = _private_copy(snapshot.optimizer)
+            _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING)
+            _add_pending(opt, [p.params for p in kept], "pool")
+            opt.suggestion_count, opt.resample_count = counts
+            opt.set_cost_budget(left)
+            made = 0
+            for i in range(4 * _POOL_MAX):  # a bound; the pool is full long before
+                # The target follows the trials in flight, which grow as
+                # waiting askers take the first suggestions.
+                rows, _ = self.storage.pool_state(self.id)
+                states = self.storage.state_counts(self.id)
+                done = sum(n for state, n in states.items() if state != TrialState.RUNNING)
+                wanted = _pool_size(states[TrialState.RUNNING]) - rows
+                if wanted <= 0 or _is_stale(finished, done):
+                    break  # full, or the models are too old now: a later ask starts anew
+                chunk: list[tuple[dict[str, Any], str | None, float | None]] = []
+                for _ in range(min(_POOL_CHUNKS[min(i, len(_POOL_CHUNKS) - 1)], wanted)):
+                    out = opt.suggest()  # remembered: the next ones steer away from it
+                    params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
+                    kind = out.log.get("suggestion_kind")
+                    upper = out.log.get("suggestion_meta/cost_upper_estimate")
+                    chunk.append((params, None if kind is None else str(kind),
+                                  None if upper is None else float(upper)))
+                self.storage.add_suggestions(self.id, definition, basis, chunk)
+                self.storage.claim_pool_refill(self.id, 0.0)  # still at it: renew the claim
+                made += len(chunk)
+            logger.debug("study %r: %d suggestions pooled from %d observations", self.name, made, basis)
+        finally:
+            self.storage.release_pool_claim(self.id)
 
     def _share_hyperparameters(self, opt: CARBS) -> bool:
         """Give ``opt`` the study's shared hyperparameters; ``True`` if this process must
@@ -743,10 +940,11 @@ class Study:
             time.sleep(1.0)
 
     def _snapshot_view(
-        self, snapshot: _Snapshot, trials: list[TrialRecord]
+        self, snapshot: _Snapshot, trials: list[TrialRecord], pool: Sequence[Mapping[str, Any]] = ()
     ) -> CARBS | None:
-        """Inside the lock: the snapshot's optimizer with every RUNNING trial and every trial
-        finished since the snapshot as pending; ``None`` if the snapshot is too old to use."""
+        """Inside the lock: the snapshot's optimizer with every RUNNING trial, every trial
+        finished since the snapshot and the ``pool``'s points as pending; ``None`` if the
+        snapshot is too old to use."""
         current = {t.number for t in trials if _as_observation(t) is not None}
         if not snapshot.observed <= current:
             return None
@@ -756,13 +954,19 @@ class Study:
         opt = snapshot.optimizer
         opt.outstanding_suggestions = {}
         _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING or t.number in new)
+        _add_pending(opt, pool, "pool")
         return opt
 
     def _suggest(
-        self, trials: list[TrialRecord], cost_left: float | None = None, opt: CARBS | None = None
+        self,
+        trials: list[TrialRecord],
+        cost_left: float | None = None,
+        opt: CARBS | None = None,
+        pool: Sequence[Mapping[str, Any]] = (),
     ) -> tuple[dict[str, Any], str | None]:
         if opt is None:
             opt = self.build_optimizer(trials)
+            _add_pending(opt, pool, "pool")
         opt.set_cost_budget(cost_left)
         running = [t.params for t in trials if t.state == TrialState.RUNNING]
         for _ in range(_DUPLICATE_RETRIES):
@@ -772,6 +976,8 @@ class Study:
                 break
             logger.debug("suggestion %s is already running; drawing again", params)
         kind = out.log.get("suggestion_kind")
+        upper = out.log.get("suggestion_meta/cost_upper_estimate")
+        self._last_cost_upper = None if upper is None else float(upper)
         return params, str(kind) if kind is not None else None
 
     def ask(
@@ -799,15 +1005,229 @@ class Study:
                 per the policy, failed) before asking the optimizer for a new one.
             job: the launcher job running it (``slurm:1234``), kept with the trial.
 
-        The models are fitted before taking the study's lock; inside it,
-        every RUNNING trial (and every trial finished meanwhile) is a pending
-        suggestion of the optimizer, so two calls never hand out the same
-        point while it is running.
+        While other trials are running, the point is taken from the study's
+        suggestion pool when it holds a usable one (made by one process for
+        many asks, see :meth:`_refill_pool`): a short transaction, no model
+        work. Otherwise the models are fitted before taking the study's lock;
+        inside it, every RUNNING trial (and every trial finished meanwhile) is
+        a pending suggestion of the optimizer, so two calls never hand out the
+        same point while it is running. A study asked by one process at a time
+        never uses the pool: it suggests from all its data, as it always did.
         """
         worker = worker or default_worker_name()
+        definition = self._definition()
+
+        def pop() -> _PoolPick:
+            return self.storage.locked_study(
+                self.id,
+                lambda locked: self._pick_pooled(
+                    locked, definition, worker, heartbeat_grace, budget, cost_left, retries, job
+                ),
+            )
+
+        pooled = pop()
+        if pooled.record is None and pooled.reason is None and pooled.concurrent and not pooled.unusable:
+            # Other workers ask too and the pool is empty: one process fills it
+            # (perhaps this one, in the background) and this ask takes the
+            # first suggestion it stores, rather than fitting models of its own.
+            self._start_refill(definition, budget, cost_left)
+            pooled = self._wait_for_pool(pop, pooled)
+            if pooled.record is None and pooled.reason is None and pooled.concurrent and not pooled.unusable:
+                pooled = self._ask_own(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
+        if pooled.reason is not None:
+            raise BudgetExhausted(pooled.reason)
+        record = pooled.record
+        if record is None:
+            record = self._ask_models(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
+        if pooled.refill_due:
+            self._start_refill(definition, budget, cost_left)
+        logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)
+        return self._trial(record)
+
+    def _ask_own(
+        self,
+        definition: str,
+        worker: str,
+        heartbeat_grace: float | None,
+        budget: Budget | None,
+        cost_left: float | None,
+        retries: RetryPolicy | None,
+        job: str | None,
+    ) -> _PoolPick:
+        """A suggestion of this ask's own, made entirely outside the study lock, then
+        stored in a short locked transaction (as a pooled one would be).
+
+        It sees the trials running when it read them, those finished since its
+        snapshot and the pool as pending, not those started while it was made:
+        the same staleness a pooled suggestion has. Inside the lock it is checked against every running
+        point and the caller's cost cap; if it fails, the ask suggests under
+        the lock instead.
+        """
+        trials = self.trials()
+        snapshot = self._take_snapshot(trials)
+        pool = [p.params for p in self.storage.pooled_suggestions(self.id) if p.definition == definition]
+        with self._ask_lock:
+            opt = self._snapshot_view(snapshot, trials, pool)
+            if opt is None:  # much finished since its snapshot was taken: suggest under the lock
+                return _PoolPick()
+            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left), opt)
+            own = (params, kind, self._last_cost_upper)
+        return self.storage.locked_study(
+            self.id,
+            lambda locked: self._pick_pooled(
+                locked, definition, worker, heartbeat_grace, budget, cost_left, retries, job, own
+            ),
+        )
+
+    def _wait_for_pool(self, pop: Callable[[], _PoolPick], pooled: _PoolPick) -> _PoolPick:
+        """Wait while another process fills the empty pool, then take a suggestion from it.
+
+        Returns the last pick: without a trial when nobody fills the pool, when
+        what it holds does not suit this caller, or after ``_POOL_WAIT_SECONDS``.
+        """
+        start = time.monotonic()
+        progress, seen = start, -1
+        interval = _POOL_POLL_SECONDS[0]
+        while time.monotonic() - start < _POOL_WAIT_SECONDS and time.monotonic() - progress < _POOL_STALL_SECONDS:
+            time.sleep(interval)
+            interval = min(interval * 1.5, _POOL_POLL_SECONDS[1])
+            rows, claimed_at = self.storage.pool_state(self.id)
+            own = self._refill_thread
+            filling = (own is not None and own.is_alive()) or (
+                claimed_at is not None and (utcnow() - claimed_at).total_seconds() < _POOL_CLAIM_SECONDS
+            )
+            if rows != seen:
+                progress, seen = time.monotonic(), rows
+            if rows == 0:
+                if filling:
+                    continue
+                return pooled  # nobody is filling it
+            pooled = pop()
+            if pooled.record is not None or pooled.reason is not None or not pooled.concurrent:
+                return pooled
+            if pooled.unusable or not filling:
+                return pooled  # what it holds is not for this caller, and nothing else is coming
+            # Other askers took what was there: wait for the next chunk.
+            interval = _POOL_POLL_SECONDS[0]
+        return pooled
+
+    def _definition(self) -> str:
+        """A digest of what makes suggestions valid: the space, the direction and the settings."""
+        record = self._record
+        return _definition_digest(record.params, record.direction, record.settings)
+
+    def _pick_pooled(
+        self,
+        locked: Any,
+        definition: str,
+        worker: str,
+        heartbeat_grace: float | None,
+        budget: Budget | None,
+        cost_left: float | None,
+        retries: RetryPolicy | None,
+        job: str | None,
+        own: tuple[dict[str, Any], str | None, float | None] | None = None,
+    ) -> _PoolPick:
+        """Inside the study lock, without reading every trial: the budget, a retry, or a
+        pooled suggestion (``own``, if given) that is fresh, within the cost caps and not
+        a running point."""
+        locked.reap_stale()
+        running = locked.running_trials()
+        spent = 0.0
+        if budget is not None:
+            used, spent = locked.budget_usage()
+            reason = _budget_reason(used, spent, budget)
+            if reason is not None:
+                return _PoolPick(reason=reason)
+        if retries is not None and retries.max_retries > 0:
+            again = retry_candidate(locked.retry_trials(), retries)
+            if again is not None:
+                record = locked.add_trial(
+                    dict(again.params),
+                    worker=worker,
+                    heartbeat_grace=heartbeat_grace,
+                    suggestion_kind="retry",
+                    retry_of=again.number,
+                    job=job,
+                )
+                logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
+                return _PoolPick(record=record)
+        if not running:
+            since = locked.asking_since
+            if since is None or (utcnow() - since).total_seconds() > _ASKING_SECONDS:
+                # Asked one at a time (so far): the models suggest from all the
+                # data, as for a single worker, and the ask says it is under way.
+                locked.set_asking_since(utcnow())
+                return _PoolPick()
+        study = locked.study
+        if _definition_digest(study.params, study.direction, study.settings) != definition:
+            return _PoolPick()  # this process's definition is out of date: no pool
+        left = _cost_left_of(spent, budget, cost_left)
+        cap = None if left is None else max(left, 0.0) * self.settings.max_budget_fraction
+        points = [t.params for t in running]
+        if own is not None:
+            params, kind, upper = own
+            if params in points or (cap is not None and (upper is None or upper > cap)):
+                return _PoolPick()  # suggest under the lock instead
+            record = locked.add_trial(
+                dict(params), worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind, job=job
+            )
+            return _PoolPick(record=record, concurrent=True, running=len(running) + 1)
+        rows, count = locked.pool_and_observations()
+        observations = count or 0
+        drop: list[int] = []
+        chosen = None
+        usable = unusable = 0
+        newest = None
+        for row in rows:
+            if row.definition != definition or _is_stale(row.basis, observations) or row.params in points:
+                drop.append(row.id)
+                continue
+            if cap is not None and (row.cost_upper is None or row.cost_upper > cap):
+                unusable += 1
+                continue  # over this caller's budget; another may take it
+            newest = row.basis if newest is None else max(newest, row.basis)
+            if chosen is None:
+                chosen = row
+            else:
+                usable += 1
+        record = None
+        if chosen is not None:
+            drop.append(chosen.id)
+        locked.remove_suggestions(drop)
+        if chosen is not None:
+            record = locked.add_trial(
+                dict(chosen.params),
+                worker=worker,
+                heartbeat_grace=heartbeat_grace,
+                suggestion_kind=chosen.suggestion_kind,
+                job=job,
+            )
+        return _PoolPick(
+            record=record,
+            concurrent=True,
+            running=len(running) + (record is not None),
+            left=usable,
+            unusable=unusable,
+            age=observations - (newest if newest is not None else observations),
+            observations=observations,
+        )
+
+    def _ask_models(
+        self,
+        definition: str,
+        worker: str,
+        heartbeat_grace: float | None,
+        budget: Budget | None,
+        cost_left: float | None,
+        retries: RetryPolicy | None,
+        job: str | None,
+    ) -> TrialRecord:
+        """The models' suggestion for this ask alone: fitted outside the lock, scored inside."""
         snapshot: _Snapshot | None = None
 
         def pick(locked: Any) -> tuple[TrialRecord | None, str | None]:
+            locked.set_asking_since(None)  # this ask is no longer under way
             locked.reap_stale()
             trials = locked.trials()
             reason = budget_exhausted(trials, budget)
@@ -825,10 +1245,14 @@ class Study:
                 )
                 logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
                 return record, None
-            opt = None if snapshot is None else self._snapshot_view(snapshot, trials)
+            pool = []
+            if any(t.state == TrialState.RUNNING for t in trials):
+                # Pooled suggestions will be handed out too: steer away from them.
+                pool = [p.params for p in locked.pooled_suggestions() if p.definition == definition]
+            opt = None if snapshot is None else self._snapshot_view(snapshot, trials, pool)
             if opt is None and snapshot is not None:
                 return None, None  # too much finished since the snapshot: take another
-            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left), opt)
+            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left), opt, pool)
             record = locked.add_trial(
                 params, worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind, job=job
             )
@@ -843,8 +1267,7 @@ class Study:
                 break
         if record is None:
             raise BudgetExhausted(reason or "budget spent")
-        logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)
-        return self._trial(record)
+        return record
 
     def _trial(self, record: TrialRecord) -> Trial:
         lineage, attempt = record.number, 0
