@@ -71,7 +71,7 @@ class WideScaling(Problem):
                 Knob("weight_decay", "float", 1e-4, 1.0, log=True, default=1e-2),
             ),
             quick_budget=Budget(cost=1e3, max_trials=30),
-            full_budget=Budget(cost=1e4, max_trials=75),
+            full_budget=Budget(cost=1e4, max_trials=300),
             cost_unit="1e18 FLOPs",
         )
         self.noise = noise
