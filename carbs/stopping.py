@@ -32,12 +32,15 @@ and overtakes them at the end (curves cross). So the rule
    fraction, nothing is stopped: there is no evidence either way;
 5. learns the report **noise**: the spread of reported values around a
    smooth curve, from the second differences of every stored curve (a robust
-   scale, so a single jump does not inflate it).
+   scale, so a single jump does not inflate it). Values closer than
+   ``noise_sigmas`` deviations count as equal when precedents are chosen, and
+   one deviation is added to the margin (the front is the best of many noisy
+   reports, so it sits below the runs' true values).
 
 A trial is stopped when it has made at least ``min_steps`` reports, the study
 has at least ``min_completed`` completed trials with curves, and its bound
-plus ``margin_scale * catch_up + noise_sigmas * noise`` is still behind the
-front at ``C_lo``, the cheapest final cost the range allows (the front only
+plus ``margin_scale * catch_up + noise`` is still behind the front at
+``C_lo``, the cheapest final cost the range allows (the front only
 gets better with cost, so it is then behind the front wherever it ends). A
 trial at or ahead of the front at its current cost is never stopped, whatever
 the settings.
@@ -425,13 +428,16 @@ class StoppingReference:
                 f"{fraction:.0%} of their cost",
                 deficit,
             )
-        margin = rule.margin_scale * catch_up
+        # Plus one deviation of report noise: the front is the best of many noisy reports, so
+        # it sits lower than the runs' true values (measured: without it, half the trials this
+        # stopped under heavy noise would have ended on the front).
+        margin = rule.margin_scale * catch_up + self.noise
         reachable = target + bound + margin
         if reachable >= target:
             return Decision(
                 False,
                 f"at {fraction:.0%} of its expected cost, trials as far behind ended "
-                f"{-bound:.4g} behind the front at their cost at best; within the catch-up "
+                f"{-bound:.4g} behind the front at their cost at best; within the margin "
                 f"{margin:.4g} it may reach the front {self.sign * target:.4g} at cost {low:.4g}",
                 deficit, margin, self.sign * reachable,
             )
@@ -439,8 +445,8 @@ class StoppingReference:
             True,
             f"behind the front: at {fraction:.0%} of its expected cost {low:.4g}-{high:.4g} it is "
             f"{target - mine:.4g} behind the front there ({self.sign * target:.4g}); trials as far "
-            f"behind (noise {self.noise:.4g}) ended {-bound:.4g} behind at best, more than the "
-            f"catch-up {margin:.4g}; after {n} reports",
+            f"behind ended {-bound:.4g} behind at best, more than the margin {margin:.4g} "
+            f"(catch-up {catch_up:.4g}, noise {self.noise:.4g}); after {n} reports",
             deficit, margin, self.sign * reachable,
         )
 

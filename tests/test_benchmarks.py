@@ -716,3 +716,17 @@ def test_trial_protocol_refresh_and_cache_only_tuners(
     report = (tmp_path / "out" / "results.md").read_text()
     assert "Protein 3.0.0" in report and "reported from cached runs" in report
     capsys.readouterr()
+
+
+def test_curves_matching_share_is_the_first_budget_share_at_the_baselines_full_gap() -> None:
+    from benchmarks.curves import GRID, Scores, matching_share
+
+    def scores(gap_at: Callable[[float], float]) -> Scores:
+        return Scores({f: gap_at(f) for f in (*GRID, 1.0)}, {}, 0.0, 1, 0, 0)
+
+    baseline = [scores(lambda f: 0.1), scores(lambda f: 0.1)]
+    # Reaches 0.1 at 40% (gap 0.5 - f) on the first seed, never on the second.
+    faster = [scores(lambda f: 0.5 - f), scores(lambda f: 0.2)]
+    assert matching_share(faster, baseline) == "40% (1 of 2 never)"
+    assert matching_share(baseline, baseline) == "5%"
+    assert matching_share([scores(lambda f: 0.3)], baseline[:1]) == "- (1 of 1 never)"
