@@ -157,3 +157,19 @@ def test_the_models_mark_a_region_whose_runs_were_stopped_as_poor() -> None:
     assert told.predict(X).target_estimate[0] > worst_finished
     assert untold.predict(X).target_estimate[0] < 1.0  # without them it looks like the best place
     assert told.predict(X).surrogate_output[0] < untold.predict(X).surrogate_output[0] - 1.0
+
+
+def test_the_leave_one_out_front_matches_a_front_built_without_each_run() -> None:
+    from carbs.stopping import Front, LeaveOneOutFront
+
+    rng = random.Random(3)
+    runs = [
+        _run(rng.uniform(0.2, 0.8), rng.randint(3, 20), shape=rng.uniform(0.5, 3), noise=0.05, seed=i)
+        for i in range(12)
+    ]
+    for sign in (-1, 1):
+        loo = LeaveOneOutFront(runs, sign)
+        for i in range(len(runs)):
+            naive = Front([r for j, r in enumerate(runs) if j != i], sign)
+            for cost in (0.5, 1.0, 2.5, 4.0, 7.0, 11.0, 19.0, 25.0):
+                assert loo.at(cost, i) == naive.at(cost), (sign, i, cost)
