@@ -80,6 +80,7 @@ def test_trials_started_or_finished_after_the_snapshot_are_pending(
 ) -> None:
     # The path of an ask that scores under the lock (the suggestion pool is
     # tested in test_suggestion_pool.py).
+    monkeypatch.setattr(Study, "_pop_fast", lambda self, *args, **kwargs: None)
     monkeypatch.setattr(Study, "_pick_pooled", lambda self, *args, **kwargs: study_module._PoolPick())
     a = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
     _run(a, 6)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     or_,
     select,
     text,
@@ -994,6 +995,105 @@ class Storage:
         """The study's pooled suggestions (oldest first), read without the study lock."""
         stmt = select(SuggestionRow).where(SuggestionRow.study_id == study_id).order_by(SuggestionRow.id)
         return self._read(lambda session: [_pooled(r) for r in session.scalars(stmt)])
+
+    def pool_snapshot(self, study_id: int) -> tuple[list[TrialRecord], list[PooledSuggestion], int]:
+        """Without the study lock, in one read: the RUNNING trials, the pooled suggestions
+        (oldest first) and the number of informative trials (observations)."""
+        running = (
+            select(TrialRow)
+            .where(TrialRow.study_id == study_id, TrialRow.state == TrialState.RUNNING.value)
+            .order_by(TrialRow.number)
+        )
+        count = select(func.count()).where(TrialRow.study_id == study_id, _informative())
+        pool = select(SuggestionRow).where(SuggestionRow.study_id == study_id).order_by(SuggestionRow.id)
+
+        def read(session: Session) -> tuple[list[TrialRecord], list[PooledSuggestion], int]:
+            return (
+                [_trial_record(r) for r in session.scalars(running)],
+                [_pooled(r) for r in session.scalars(pool)],
+                int(session.scalar(count) or 0),
+            )
+
+        return self._read(read)
+
+    def drop_suggestions(self, study_id: int, ids: Sequence[int]) -> None:
+        """Delete pooled suggestions that can no longer be used (no study lock needed)."""
+        if ids:
+            self._write(
+                lambda session: session.execute(
+                    delete(SuggestionRow).where(
+                        SuggestionRow.study_id == study_id, SuggestionRow.id.in_(list(ids))
+                    )
+                )
+            )
+
+    def take_suggestion(
+        self,
+        study_id: int,
+        choices: Sequence[PooledSuggestion],
+        *,
+        worker: str | None = None,
+        heartbeat_grace: float | None = None,
+        job: str | None = None,
+    ) -> TrialRecord | None:
+        """Store the first of ``choices`` still in the pool, and not the point of a RUNNING
+        trial, as a RUNNING trial, deleting it from the pool; ``None`` if none qualifies.
+
+        The choices were read before; under the study lock only the statements
+        that must see the latest state run (one delete, one insert per choice),
+        so the lock is held for few round trips to the database.
+        """
+        if heartbeat_grace is not None and not (math.isfinite(heartbeat_grace) and heartbeat_grace > 0):
+            raise ValueError(f"heartbeat_grace must be a number > 0, got {heartbeat_grace!r}")
+
+        def take(session: Session) -> TrialRecord | None:
+            session.scalar(select(StudyRow.id).where(StudyRow.id == study_id).with_for_update())
+            for choice in choices:
+                gone = session.scalars(
+                    delete(SuggestionRow)
+                    .where(SuggestionRow.study_id == study_id, SuggestionRow.id == choice.id)
+                    .returning(SuggestionRow.id)
+                ).all()
+                if not gone:
+                    continue  # another ask took it
+                params = _dumps(choice.params, "trial params")
+                now = utcnow()
+                number = select(func.coalesce(func.max(TrialRow.number) + 1, 0)).where(
+                    TrialRow.study_id == study_id
+                ).scalar_subquery()
+                same_point = (
+                    select(TrialRow.id)
+                    .where(
+                        TrialRow.study_id == study_id,
+                        TrialRow.state == TrialState.RUNNING.value,
+                        TrialRow.params_json == params,
+                    )
+                    .exists()
+                )
+                columns = {
+                    "study_id": literal(study_id),
+                    "number": number,
+                    "state": literal(TrialState.RUNNING.value),
+                    "params_json": literal(params),
+                    "started_at": literal(now, TrialRow.started_at.type),
+                    "heartbeat_at": literal(now, TrialRow.heartbeat_at.type),
+                    "heartbeat_grace": literal(heartbeat_grace, TrialRow.heartbeat_grace.type),
+                    "worker": literal(worker, TrialRow.worker.type),
+                    "suggestion_kind": literal(choice.suggestion_kind, TrialRow.suggestion_kind.type),
+                    "job": literal(job, TrialRow.job.type),
+                    "user_attrs_json": literal("{}"),
+                }
+                row = session.scalars(
+                    insert(TrialRow)
+                    .from_select(list(columns), select(*columns.values()).where(~same_point))
+                    .returning(TrialRow)
+                ).first()
+                if row is not None:
+                    return _trial_record(row)
+                # Its point is running already (it stays deleted): try the next.
+            return None
+
+        return self._write(take)
 
     def pool_state(self, study_id: int) -> tuple[int, datetime | None]:
         """``(suggestions in the study's pool, when its refill was claimed)``: one cheap read."""

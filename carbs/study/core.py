@@ -72,6 +72,7 @@ from carbs.stopping import (
 from carbs.storage import (
     FailKind,
     IntermediateValue,
+    PooledSuggestion,
     Storage,
     StudyExistsError,
     StudyNotFoundError,
@@ -863,14 +864,19 @@ class Study:
         if not self.storage.claim_pool_refill(self.id, _POOL_CLAIM_SECONDS):
             return
         try:
+            stored = self.storage.get_study(self.name)
+            if _definition_digest(stored.params, stored.direction, stored.settings) != definition:
+                return  # this process's definition is out of date: leave the pool to others
             trials = self.trials()
             snapshot = self._take_snapshot(trials)
             basis = len(snapshot.observed)
             finished = sum(1 for t in trials if t.state != TrialState.RUNNING)
-            kept = [
-                p for p in self.storage.pooled_suggestions(self.id)
-                if p.definition == definition and not _is_stale(p.basis, basis)
-            ]
+            kept: list[PooledSuggestion] = []
+            gone: list[PooledSuggestion] = []
+            for p in self.storage.pooled_suggestions(self.id):
+                ok = p.definition == definition and not _is_stale(p.basis, basis)
+                (kept if ok else gone).append(p)
+            self.storage.drop_suggestions(self.id, [p.id for p in gone])
             left = _cost_left(trials, budget, cost_left)
             # Continue the random stream and the resample schedule past the
             # trials and the pooled suggestions that will become trials.
@@ -1018,6 +1024,9 @@ class Study:
         definition = self._definition()
 
         def pop() -> _PoolPick:
+            fast = self._pop_fast(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
+            if fast is not None:
+                return fast
             return self.storage.locked_study(
                 self.id,
                 lambda locked: self._pick_pooled(
@@ -1115,6 +1124,65 @@ class Study:
         """A digest of what makes suggestions valid: the space, the direction and the settings."""
         record = self._record
         return _definition_digest(record.params, record.direction, record.settings)
+
+    def _pop_fast(
+        self,
+        definition: str,
+        worker: str,
+        heartbeat_grace: float | None,
+        budget: Budget | None,
+        cost_left: float | None,
+        retries: RetryPolicy | None,
+        job: str | None,
+    ) -> _PoolPick | None:
+        """A pooled suggestion chosen from a read made without the study lock, then stored
+        under it with one delete and one insert (see ``Storage.take_suggestion``).
+
+        ``None`` when the full locked pick is needed: no trial is running, a
+        budget or a retry policy applies, or a running trial's heartbeat is
+        overdue (the locked pick reaps it).
+        """
+        if budget is not None or (retries is not None and retries.max_retries > 0):
+            return None
+        running, rows, observations = self.storage.pool_snapshot(self.id)
+        if not running:
+            return None
+        now = utcnow()
+        for t in running:
+            last = t.heartbeat_at or t.started_at
+            if t.heartbeat_grace is not None and (now - last).total_seconds() > t.heartbeat_grace:
+                return None
+        cap = None if cost_left is None else max(cost_left, 0.0) * self.settings.max_budget_fraction
+        points = [t.params for t in running]
+        drop: list[int] = []
+        usable = []
+        unusable = 0
+        for row in rows:
+            if row.definition != definition:
+                continue  # this process may be the one out of date: leave them
+            if _is_stale(row.basis, observations) or row.params in points:
+                drop.append(row.id)
+            elif cap is not None and (row.cost_upper is None or row.cost_upper > cap):
+                unusable += 1
+            else:
+                usable.append(row)
+        self.storage.drop_suggestions(self.id, drop)
+        record = None
+        if usable:
+            # A few choices, in case other asks take the first ones meanwhile.
+            record = self.storage.take_suggestion(
+                self.id, usable[:4], worker=worker, heartbeat_grace=heartbeat_grace, job=job
+            )
+        newest = max((row.basis for row in usable), default=observations)
+        return _PoolPick(
+            record=record,
+            concurrent=True,
+            running=len(running) + (record is not None),
+            left=max(len(usable) - 1, 0),
+            unusable=unusable,
+            age=observations - newest,
+            observations=observations,
+        )
 
     def _pick_pooled(
         self,
