@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -127,8 +128,11 @@ _POOL_MAX = 64
 # while the pool grows, this long at most, and suggests alone once it has
 # not grown for _POOL_STALL_SECONDS (the filling process may be stuck or starved).
 _POOL_WAIT_SECONDS = 20.0
-_POOL_STALL_SECONDS = 4.0
+_POOL_STALL_SECONDS = 10.0
 _POOL_POLL_SECONDS = (0.2, 1.0)
+# Orders the rows concurrent asks try first (its own generator: the caller's
+# global random state is left alone).
+_CHOICE_ORDER = random.Random()
 # An ask begun while no trial ran, and not finished since this long, is gone.
 _ASKING_SECONDS = 30.0
 # Default heartbeat settings of Study.optimize.
@@ -1144,6 +1148,21 @@ class Study:
         """
         if budget is not None or (retries is not None and retries.max_retries > 0):
             return None
+        for _ in range(3):  # asks taking the same rows at once: read again
+            pick = self._pop_fast_once(definition, worker, heartbeat_grace, cost_left, job)
+            if pick is None or pick.record is not None or pick.left == 0:
+                return pick
+        return pick
+
+    def _pop_fast_once(
+        self,
+        definition: str,
+        worker: str,
+        heartbeat_grace: float | None,
+        cost_left: float | None,
+        job: str | None,
+    ) -> _PoolPick | None:
+        """One attempt of :meth:`_pop_fast`."""
         running, rows, observations = self.storage.pool_snapshot(self.id)
         if not running:
             return None
@@ -1169,16 +1188,19 @@ class Study:
         self.storage.drop_suggestions(self.id, drop)
         record = None
         if usable:
-            # A few choices, in case other asks take the first ones meanwhile.
+            # A few choices among the oldest, in a random order, so that asks
+            # reading the pool at the same moment mostly try different rows.
+            choices = usable[:16]
+            _CHOICE_ORDER.shuffle(choices)
             record = self.storage.take_suggestion(
-                self.id, usable[:4], worker=worker, heartbeat_grace=heartbeat_grace, job=job
+                self.id, choices[:4], worker=worker, heartbeat_grace=heartbeat_grace, job=job
             )
         newest = max((row.basis for row in usable), default=observations)
         return _PoolPick(
             record=record,
             concurrent=True,
             running=len(running) + (record is not None),
-            left=max(len(usable) - 1, 0),
+            left=max(len(usable) - 1, 0) if record is not None else len(usable),
             unusable=unusable,
             age=observations - newest,
             observations=observations,
