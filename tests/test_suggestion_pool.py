@@ -129,9 +129,9 @@ def test_a_stale_pool_is_dropped_and_refilled(url: str) -> None:
     assert not {json.dumps(r.params, sort_keys=True) for r in rows} & old
     # Filled to one per trial in flight (at least _POOL_MIN), less what the ask took.
     assert study_module._pool_size(4) - 1 <= len(rows) <= study_module._pool_size(4)
-    # The next ask takes the first fresh suggestion, in the order they were made.
+    # The next ask takes one of the oldest fresh suggestions.
     nxt = study.ask()
-    assert nxt.params == rows[0].params
+    assert nxt.params in [r.params for r in rows[:16]]
 
 
 def test_a_pool_made_for_another_definition_is_not_used(url: str) -> None:
@@ -155,13 +155,14 @@ def test_cost_caps_hold_for_pooled_suggestions(url: str) -> None:
     unknown = _fill(study, 3, basis=20, cost_upper=None, offset=10)
     cheap = _fill(study, 3, basis=20, cost_upper=0.2, offset=20)
     # max_budget_fraction 0.25 of a cost of 1.0 left: a cap of 0.25.
-    assert study.ask(cost_left=1.0).params == cheap[0]
+    first = study.ask(cost_left=1.0).params
     spent = sum(t.cost or 0.0 for t in study.trials())
-    assert study.ask(budget=Budget(max_cost=spent + 1.0)).params == cheap[1]
-    # Without a cap the pool is taken in order.
-    assert study.ask().params == dear[0]
+    second = study.ask(budget=Budget(max_cost=spent + 1.0)).params
+    assert first in cheap and second in cheap and first != second
     left = [p.params for p in study.storage.pooled_suggestions(study.id)]
-    assert dear[1] in left and unknown[0] in left and cheap[2] in left
+    assert all(p in left for p in dear + unknown)
+    # Without a cap any pooled suggestion may be taken.
+    assert study.ask().params in dear + unknown + cheap
 
 
 def test_a_pooled_point_equal_to_a_running_one_is_not_handed_out(url: str) -> None:
@@ -207,7 +208,7 @@ def test_asks_return_before_the_refill_ends(url: str, monkeypatch: pytest.Monkey
     monkeypatch.setattr(Study, "_refill_pool", slow)
     points = _fill(study, 2, basis=20)
     # The pool runs low: this ask takes a suggestion and starts a refill, without waiting for it.
-    assert study.ask().params == points[0]
+    assert study.ask().params in points
     assert not study.wait_for_pool_refill(0.1)
     release.set()
     assert study.wait_for_pool_refill(120)
