@@ -16,6 +16,7 @@ All three are expected to be 0.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
@@ -62,6 +63,7 @@ class WorkerReport:
     asked: list[tuple[int, str, float]] = field(default_factory=list)  # number, params, seconds
     told: int = 0
     told_twice: int = 0
+    paths: list[str] = field(default_factory=list)  # how each ask was served
     retried: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -90,6 +92,8 @@ class LoadResult:
     ask_rounds: list[tuple[int, float]] = field(default_factory=list)
     # The 1-minute load average, sampled every few seconds during the run.
     load_averages: list[float] = field(default_factory=list)
+    # How many asks were served each way (from the pool, after waiting, ...).
+    ask_paths: dict[str, int] = field(default_factory=dict)
 
     def ask_percentile(self, q: float, rounds: range | None = None) -> float:
         """The ``q`` quantile (0-1) of the ask latency in seconds (of the asks of ``rounds`` only)."""
@@ -158,6 +162,7 @@ def _worker(
                 report.errors.append(f"ask: {type(e).__name__}: {e}")
                 continue
             elapsed = time.perf_counter() - start
+            report.paths.append(str(getattr(study, "_last_ask_path", None)))
             report.asked.append((trial.number, json.dumps(trial.params, sort_keys=True), elapsed))
             output, cost = objective(trial.params)
             if trial_seconds > 0:  # a trial that takes time, as real ones do
@@ -319,4 +324,5 @@ def run_load(
         seed_ask_cpu=seed_ask_cpu,
         ask_rounds=[(i, s) for r in reports for i, (_, _, s) in enumerate(r.asked)],
         load_averages=loads,
+        ask_paths=dict(collections.Counter(p for r in reports for p in r.paths)),
     )

@@ -97,7 +97,8 @@ def many_workers(url: str, k: int) -> tuple[faults.Row, LoadResult]:
                      f"{loads[0]:.1f}-{loads[-1]:.1f} (median {statistics.median(loads):.1f}); one ask alone: "
                      f"{cpu * 1000:.0f} ms CPU, {lock * 1000:.0f} ms of it holding the lock; an ask served "
                      f"from the pool: {pooled_cpu * 1000:.0f} ms CPU, {pooled_lock * 1000:.0f} ms of it "
-                     "holding the lock",
+                     "holding the lock; asks served: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(result.ask_paths.items())),
                      row.ok and p95 < 0.5)
     return row, result
 

@@ -545,6 +545,7 @@ class Study:
         self._refill_thread: threading.Thread | None = None
         # Upper-quantile predicted cost of the last suggestion made here (under _ask_lock).
         self._last_cost_upper: float | None = None
+        self._last_ask_path: str | None = None
 
     def __repr__(self) -> str:
         return f"Study({self.name!r}, storage={self.storage.url!r})"
@@ -1039,19 +1040,25 @@ class Study:
             )
 
         pooled = pop()
+        path = "pool"
         if pooled.record is None and pooled.reason is None and pooled.concurrent and not pooled.unusable:
             # Other workers ask too and the pool is empty: one process fills it
             # (perhaps this one, in the background) and this ask takes the
             # first suggestion it stores, rather than fitting models of its own.
             self._start_refill(definition, budget, cost_left)
             pooled = self._wait_for_pool(pop, pooled)
+            path = "pool after waiting"
             if pooled.record is None and pooled.reason is None and pooled.concurrent and not pooled.unusable:
                 pooled = self._ask_own(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
+                path = "own, outside the lock"
         if pooled.reason is not None:
             raise BudgetExhausted(pooled.reason)
         record = pooled.record
         if record is None:
             record = self._ask_models(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
+            path = "scored under the lock"
+        # How the last ask was served (read by the load benchmark).
+        self._last_ask_path = path
         if pooled.refill_due:
             self._start_refill(definition, budget, cost_left)
         logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)
