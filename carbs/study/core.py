@@ -123,6 +123,7 @@ _POOL_CLAIM_SECONDS = 60.0
 _POOL_CHUNKS = (2, 4, 8)  # the first chunks are small: askers are waiting for them
 _POOL_MIN = 8
 _POOL_MAX = 64
+_POOL_ROUNDS = 4  # fits one refill makes at most before it lets another process claim
 # An ask that finds the pool empty while another process fills it waits for
 # it (reading the pool's size every 0.2 s at first, every second at most)
 # while the pool grows, this long at most, and suggests alone once it has
@@ -463,7 +464,7 @@ class _PoolPick:
         and its pool is short of suggestions or half-way to stale."""
         if not self.concurrent:
             return False
-        low = self.left < max(2, _pool_size(self.running) // 4)
+        low = self.left < max(2, _pool_size(self.running) // 2)
         return low or 2 * self.age > _stale_limit(self.observations - self.age)
 
 
@@ -872,51 +873,60 @@ class Study:
             stored = self.storage.get_study(self.name)
             if _definition_digest(stored.params, stored.direction, stored.settings) != definition:
                 return  # this process's definition is out of date: leave the pool to others
-            trials = self.trials()
-            snapshot = self._take_snapshot(trials)
-            basis = len(snapshot.observed)
-            finished = sum(1 for t in trials if t.state != TrialState.RUNNING)
-            kept: list[PooledSuggestion] = []
-            gone: list[PooledSuggestion] = []
-            for p in self.storage.pooled_suggestions(self.id):
-                ok = p.definition == definition and not _is_stale(p.basis, basis)
-                (kept if ok else gone).append(p)
-            self.storage.drop_suggestions(self.id, [p.id for p in gone])
-            left = _cost_left(trials, budget, cost_left)
-            # Continue the random stream and the resample schedule past the
-            # trials and the pooled suggestions that will become trials.
-            counts = (
-                len(trials) + len(kept),
-                sum(1 for t in trials if t.suggestion_kind == "resample")
-                + sum(1 for p in kept if p.suggestion_kind == "resample"),
-            )
-            opt = _private_copy(snapshot.optimizer)
-            _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING)
-            _add_pending(opt, [p.params for p in kept], "pool")
-            opt.suggestion_count, opt.resample_count = counts
-            opt.set_cost_budget(left)
-            made = 0
-            for i in range(4 * _POOL_MAX):  # a bound; the pool is full long before
-                # The target follows the trials in flight, which grow as
-                # waiting askers take the first suggestions.
-                rows, _ = self.storage.pool_state(self.id)
-                states = self.storage.state_counts(self.id)
-                done = sum(n for state, n in states.items() if state != TrialState.RUNNING)
-                wanted = _pool_size(states[TrialState.RUNNING]) - rows
-                if wanted <= 0 or _is_stale(finished, done):
-                    break  # full, or the models are too old now: a later ask starts anew
-                chunk: list[tuple[dict[str, Any], str | None, float | None]] = []
-                for _ in range(min(_POOL_CHUNKS[min(i, len(_POOL_CHUNKS) - 1)], wanted)):
-                    out = opt.suggest()  # remembered: the next ones steer away from it
-                    params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
-                    kind = out.log.get("suggestion_kind")
-                    upper = out.log.get("suggestion_meta/cost_upper_estimate")
-                    chunk.append((params, None if kind is None else str(kind),
-                                  None if upper is None else float(upper)))
-                self.storage.add_suggestions(self.id, definition, basis, chunk)
-                self.storage.claim_pool_refill(self.id, 0.0)  # still at it: renew the claim
-                made += len(chunk)
-            logger.debug("study %r: %d suggestions pooled from %d observations", self.name, made, basis)
+            # While asks keep the pool short, go on with models fitted anew each
+            # time the trials finished meanwhile make the last ones stale.
+            for _ in range(_POOL_ROUNDS):
+                trials = self.trials()
+                snapshot = self._take_snapshot(trials)
+                basis = len(snapshot.observed)
+                finished = sum(1 for t in trials if t.state != TrialState.RUNNING)
+                kept: list[PooledSuggestion] = []
+                gone: list[PooledSuggestion] = []
+                for p in self.storage.pooled_suggestions(self.id):
+                    ok = p.definition == definition and not _is_stale(p.basis, basis)
+                    (kept if ok else gone).append(p)
+                self.storage.drop_suggestions(self.id, [p.id for p in gone])
+                left = _cost_left(trials, budget, cost_left)
+                # Continue the random stream and the resample schedule past the
+                # trials and the pooled suggestions that will become trials.
+                counts = (
+                    len(trials) + len(kept),
+                    sum(1 for t in trials if t.suggestion_kind == "resample")
+                    + sum(1 for p in kept if p.suggestion_kind == "resample"),
+                )
+                opt = _private_copy(snapshot.optimizer)
+                _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING)
+                _add_pending(opt, [p.params for p in kept], "pool")
+                opt.suggestion_count, opt.resample_count = counts
+                opt.set_cost_budget(left)
+                made = 0
+                stale = False
+                for i in range(4 * _POOL_MAX):  # a bound; the pool is full long before
+                    # The target follows the trials in flight, which grow as
+                    # waiting askers take the first suggestions.
+                    rows, _ = self.storage.pool_state(self.id)
+                    states = self.storage.state_counts(self.id)
+                    done = sum(n for state, n in states.items() if state != TrialState.RUNNING)
+                    wanted = _pool_size(states[TrialState.RUNNING]) - rows
+                    if wanted <= 0:
+                        break
+                    if _is_stale(finished, done):
+                        stale = True  # the models are too old now: fit anew and go on
+                        break
+                    chunk: list[tuple[dict[str, Any], str | None, float | None]] = []
+                    for _ in range(min(_POOL_CHUNKS[min(i, len(_POOL_CHUNKS) - 1)], wanted)):
+                        out = opt.suggest()  # remembered: the next ones steer away from it
+                        params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
+                        kind = out.log.get("suggestion_kind")
+                        upper = out.log.get("suggestion_meta/cost_upper_estimate")
+                        chunk.append((params, None if kind is None else str(kind),
+                                      None if upper is None else float(upper)))
+                    self.storage.add_suggestions(self.id, definition, basis, chunk)
+                    self.storage.claim_pool_refill(self.id, 0.0)  # still at it: renew the claim
+                    made += len(chunk)
+                logger.debug("study %r: %d suggestions pooled from %d observations", self.name, made, basis)
+                if not stale:
+                    break
         finally:
             self.storage.release_pool_claim(self.id)
 
@@ -1046,7 +1056,7 @@ class Study:
             # (perhaps this one, in the background) and this ask takes the
             # first suggestion it stores, rather than fitting models of its own.
             self._start_refill(definition, budget, cost_left)
-            pooled = self._wait_for_pool(pop, pooled)
+            pooled = self._wait_for_pool(pop, pooled, (definition, budget, cost_left))
             path = "pool after waiting"
             if pooled.record is None and pooled.reason is None and pooled.concurrent and not pooled.unusable:
                 pooled = self._ask_own(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
@@ -1099,7 +1109,9 @@ class Study:
             ),
         )
 
-    def _wait_for_pool(self, pop: Callable[[], _PoolPick], pooled: _PoolPick) -> _PoolPick:
+    def _wait_for_pool(
+        self, pop: Callable[[], _PoolPick], pooled: _PoolPick, refill: tuple[str, Budget | None, float | None]
+    ) -> _PoolPick:
         """Wait while another process fills the empty pool, then take a suggestion from it.
 
         Returns the last pick: without a trial when nobody fills the pool, when
@@ -1121,7 +1133,9 @@ class Study:
             if rows == 0:
                 if filling:
                     continue
-                return pooled  # nobody is filling it
+                # The refill ended (its models went stale): start the next one.
+                self._start_refill(*refill)
+                continue
             pooled = pop()
             if pooled.record is not None or pooled.reason is not None or not pooled.concurrent:
                 return pooled
