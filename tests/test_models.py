@@ -91,6 +91,14 @@ def test_log_expected_improvement_matches_closed_form_and_stays_finite() -> None
     # Asymptotic branch is continuous with the direct one.
     a = log_expected_improvement(np.array([-24.9999, -25.0001]), np.ones(2), 0.0, 0.0)
     assert abs(a[0] - a[1]) < 25 * 0.0002 * 1.01
+    # Far ahead of the target (a confident model): finite, about log(mean - best),
+    # and still ranked by how far ahead, not all tied at infinity.
+    ahead = log_expected_improvement(np.array([40.0, 80.0, 1e4]), np.full(3, 1e-4), 0.0, 0.0)
+    assert np.all(np.isfinite(ahead)) and ahead[0] < ahead[1] < ahead[2]
+    assert np.allclose(ahead, np.log([40.0, 80.0, 1e4]), rtol=1e-9)
+    # The branches meet at z = 0.
+    b = log_expected_improvement(np.array([-1e-9, 0.0, 1e-9]), np.ones(3), 0.0, 0.0)
+    assert np.allclose(b, math.log(1.0 / math.sqrt(2.0 * math.pi)), atol=1e-8)
 
 
 def test_search_density_uses_nearest_origin() -> None:

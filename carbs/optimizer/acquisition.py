@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import erfcx
+from scipy.special import erfcx, ndtr
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -19,24 +19,31 @@ def log_expected_improvement(
 ) -> np.ndarray:
     """log E[max(f - best - bias, 0)] for ``f ~ N(mean, variance)``, elementwise.
 
-    Uses ``EI = sigma * phi(z) * (1 + z * Phi(z) / phi(z))`` with the ratio
-    written through ``erfcx`` (stable for large negative ``z``) and an
-    asymptotic series below ``z = -25`` (where the direct form would cancel).
+    Uses ``EI = sigma * (phi(z) + z * Phi(z))``. For ``z >= 0`` both terms are
+    positive and it is computed as it stands (the ratio form below would
+    overflow past ``z`` of about 37, where a confident model predicts a
+    candidate far ahead of the target). For ``z < 0`` it is written as
+    ``sigma * phi(z) * (1 + z * Phi(z) / phi(z))`` with the ratio through
+    ``erfcx`` (stable for large negative ``z``), and an asymptotic series
+    below ``z = -25`` (where the direct form would cancel).
     """
     sigma = np.sqrt(np.maximum(variance, 1e-18))
-    z = (mean - best - exploration_bias) / sigma
+    z = np.asarray((mean - best - exploration_bias) / sigma, dtype=float)
     log_phi = -0.5 * z * z - _LOG_SQRT_2PI
     out = np.empty_like(z)
-    mid = z > -25.0
+    ahead = z >= 0.0
+    za = z[ahead]
+    out[ahead] = np.log(np.exp(log_phi[ahead]) + za * ndtr(za))
+    mid = ~ahead & (z > -25.0)
     zm = z[mid]
     # Phi(z)/phi(z) = sqrt(pi/2) * erfcx(-z / sqrt(2))
     ratio = math.sqrt(math.pi / 2.0) * erfcx(-zm / math.sqrt(2.0))
-    out[mid] = np.log(np.maximum(1.0 + zm * ratio, 1e-300))
-    zl = z[~mid]
-    z2 = zl * zl
+    out[mid] = log_phi[mid] + np.log(np.maximum(1.0 + zm * ratio, 1e-300))
+    low = z <= -25.0
+    z2 = z[low] ** 2
     # 1 + z*Phi/phi ~ 1/z^2 - 3/z^4 + 15/z^6 as z -> -inf
-    out[~mid] = np.log(1.0 / z2 - 3.0 / z2**2 + 15.0 / z2**3)
-    return np.log(sigma) + log_phi + out
+    out[low] = log_phi[low] + np.log(1.0 / z2 - 3.0 / z2**2 + 15.0 / z2**3)
+    return np.log(sigma) + out
 
 
 def search_log_density(candidates: np.ndarray, origins: np.ndarray, radius: float) -> np.ndarray:
