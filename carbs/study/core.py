@@ -379,6 +379,22 @@ def _lineage(trials_by_number: Mapping[int, TrialRecord], number: int) -> tuple[
     return number, attempt
 
 
+def _add_rerun(
+    locked: Any, again: TrialRecord, worker: str, heartbeat_grace: float | None, job: str | None
+) -> TrialRecord:
+    """Inside the study lock: add the trial that runs ``again``'s point once more (its lineage kept)."""
+    record: TrialRecord = locked.add_trial(
+        dict(again.params),
+        worker=worker,
+        heartbeat_grace=heartbeat_grace,
+        suggestion_kind="retry",
+        retry_of=again.number,
+        job=job,
+    )
+    logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
+    return record
+
+
 def retry_candidate(trials: Sequence[TrialRecord], policy: RetryPolicy | None) -> TrialRecord | None:
     """The oldest failed trial that the policy re-runs and that nobody re-ran yet."""
     if policy is None or policy.max_retries <= 0:
@@ -1253,16 +1269,7 @@ class Study:
         if retries is not None and retries.max_retries > 0:
             again = retry_candidate(locked.retry_trials(), retries)
             if again is not None:
-                record = locked.add_trial(
-                    dict(again.params),
-                    worker=worker,
-                    heartbeat_grace=heartbeat_grace,
-                    suggestion_kind="retry",
-                    retry_of=again.number,
-                    job=job,
-                )
-                logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
-                return _PoolPick(record=record)
+                return _PoolPick(record=_add_rerun(locked, again, worker, heartbeat_grace, job))
         if not running:
             since = locked.asking_since
             if since is None or (utcnow() - since).total_seconds() > _ASKING_SECONDS:
@@ -1346,16 +1353,7 @@ class Study:
                 return None, reason
             again = retry_candidate(trials, retries)
             if again is not None:
-                record = locked.add_trial(
-                    dict(again.params),
-                    worker=worker,
-                    heartbeat_grace=heartbeat_grace,
-                    suggestion_kind="retry",
-                    retry_of=again.number,
-                    job=job,
-                )
-                logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
-                return record, None
+                return _add_rerun(locked, again, worker, heartbeat_grace, job), None
             pool = []
             if any(t.state == TrialState.RUNNING for t in trials):
                 # Pooled suggestions will be handed out too: steer away from them.
