@@ -286,10 +286,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _run(study, spec, workers, args, console)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def _run(
     study: Any,
     spec: Any,
@@ -331,7 +327,21 @@ def _run(
     # A SIGTERM (from a scheduler or `kill`) stops as cleanly as Ctrl-C. SIGINT is
     # handled explicitly too: a process started in the background by a
     # non-interactive shell inherits an ignored SIGINT and would never see Ctrl-C.
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Only the first signal raises: a second one while the runner winds down
+    # must not land before the wind-down is ready to catch it, so it asks the
+    # runner to kill the programs at once instead (when the runner can).
+    interrupted = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        hurry = getattr(runner, "hurry", None)
+        if interrupted and hurry is not None:
+            hurry()
+            return
+        interrupted = True
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if live:
             with ProgressDisplay(study, spec.budget, workers, console):

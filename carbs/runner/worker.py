@@ -192,6 +192,8 @@ class SweepRunner:
         self._fail_fast: FailFast | None = None
         self._pids: set[int] = set()  # running programs, for a second Ctrl-C
         self._killing = False
+        # Set (from a signal handler) by a second Ctrl-C that must not raise.
+        self._hurry = False
         self._asked = 0
         self._active = 0  # trials of this runner being run now
         self._gpus: GpuPool | None = None
@@ -268,18 +270,37 @@ class SweepRunner:
         """
         deadline = time.monotonic() + self.spec.kill_grace + 10.0
         first = True
+        hurried = False
+
+        def poll() -> None:
+            nonlocal hurried
+            if self._hurry and not hurried:
+                hurried = True
+                logger.warning("interrupted again: killing the running programs now")
+                self._kill_running()
+
         while True:
             try:
                 if first:
                     first = False
                     logger.warning("interrupted: stopping the running trials")
                     self.interrupt()  # workers terminate their programs and record the trials
-                _wait_for_all(done, deadline)
+                _wait_for_all(done, deadline, poll)
                 return
             except KeyboardInterrupt:
                 logger.warning("interrupted again: killing the running programs now")
                 self.interrupt()
                 self._kill_running()
+
+    def hurry(self) -> None:
+        """A second Ctrl-C: kill the running programs at once instead of after their grace.
+
+        Only sets a flag that the wind-down polls, so a signal handler may call
+        it at any moment. A handler that raised ``KeyboardInterrupt`` again
+        instead could land before the wind-down is ready to catch it, and the
+        programs would outlive the runner.
+        """
+        self._hurry = True
 
     def _kill_running(self) -> None:
         with self._lock:
@@ -558,7 +579,9 @@ def spec_with_overrides(spec: RunSpec, overrides: Mapping[str, Any]) -> RunSpec:
     return RunSpec(**data)
 
 
-def _wait_for_all(done: list[threading.Event], deadline: float | None) -> None:
+def _wait_for_all(
+    done: list[threading.Event], deadline: float | None, poll: Callable[[], None] | None = None
+) -> None:
     """Wait until every event is set (or ``time.monotonic()`` passes ``deadline``).
 
     Polls instead of blocking in ``Event.wait``: a Ctrl-C that lands while
@@ -569,4 +592,6 @@ def _wait_for_all(done: list[threading.Event], deadline: float | None) -> None:
     while not all(event.is_set() for event in done):
         if deadline is not None and time.monotonic() >= deadline:
             return
+        if poll is not None:
+            poll()
         time.sleep(0.05)
