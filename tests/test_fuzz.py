@@ -339,7 +339,7 @@ def json_or_state_error(data: bytes) -> dict[str, Any]:
     return loads(data)
 
 
-@pytest.mark.parametrize("version", [0, -1, 2, 99, "1", 1.0, True, None, [1]])
+@pytest.mark.parametrize("version", [0, -1, 3, 99, "1", 1.0, True, None, [1]])
 def test_wrong_versions_are_named(version: Any) -> None:
     with pytest.raises(StateError, match="version"):
         CARBS.load_state_dict({**STATE, "version": version})

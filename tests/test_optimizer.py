@@ -25,6 +25,7 @@ from carbs import (
     SpaceError,
     StateError,
 )
+from carbs.optimizer import serialization
 from carbs.optimizer.config import CostTargetingEnum, ResamplingEnum
 from carbs.optimizer.surrogate import SurrogateModel
 
@@ -353,6 +354,35 @@ def test_state_files_from_version_1_keep_loading() -> None:
     assert opt.observation_count == 6 and len(opt.failure_observations) == 1
     assert [p.name for p in opt.params] == ["lr", "width", "opt"]
     opt.search_space.to_basic(strip(opt.suggest().suggestion))
+
+
+def test_a_state_with_stopped_runs_is_version_2_which_a_version_1_reader_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opt = new(seed=3)
+    run(opt, 5)
+    finished_only = json.loads(opt.serialize())
+    s = opt.suggest().suggestion
+    opt.observe(ObservationInParam(s, *objective(strip(s)), is_partial=True))
+    with_stopped = json.loads(opt.serialize())
+    assert finished_only["version"] == 1 and with_stopped["version"] == 2
+    assert not any("is_partial" in o for o in finished_only["success_observations"])
+    assert CARBS.load_state_dict(with_stopped).success_observations[-1].is_partial
+    # A carbs that knows only version 1 keeps reading states of finished runs only,
+    # and refuses the one whose stopped run it would take as finished.
+    monkeypatch.setattr(serialization, "FORMAT_VERSION", 1)
+    assert CARBS.load_state_dict(finished_only).observation_count == 5
+    with pytest.raises(StateError, match="format version 2 is newer than this package supports"):
+        CARBS.load_state_dict(with_stopped)
+
+
+def test_a_version_1_state_that_marks_stopped_runs_keeps_them_stopped() -> None:
+    # Written by the releases that had is_partial before the version was bumped for it.
+    state = json.loads((DATA / "state_v1.json").read_text())
+    state["success_observations"][0]["is_partial"] = True
+    opt = CARBS.load_state_dict(state)
+    assert [o.is_partial for o in opt.success_observations] == [True] + [False] * 4
+    assert json.loads(opt.serialize())["version"] == 2
 
 
 @pytest.mark.parametrize(

@@ -292,11 +292,11 @@ class CARBS(ReferenceAPI):
                     "cost": o.cost,
                     "suggestion_id": o.suggestion_id,
                 }
-                if o.is_partial:  # only when set: states without stopped runs stay as they were
+                if o.is_partial:  # only when set: states without stopped runs stay version 1
                     entry["is_partial"] = True
                 return entry
 
-            return {
+            state: dict[str, Any] = {
                 "format": serialization.FORMAT_NAME,
                 "version": serialization.FORMAT_VERSION,
                 "config": self.config.to_dict(),
@@ -321,6 +321,8 @@ class CARBS(ReferenceAPI):
                 "resample_count": self.resample_count,
                 "suggestion_count": self.suggestion_count,
             }
+            state["version"] = serialization.version_to_write(state)
+            return state
 
     @classmethod
     def load_state_dict(cls, state: dict[str, Any]) -> CARBS:

@@ -5,6 +5,16 @@ space, pending suggestions, counters), never code: loading a file cannot
 execute anything. ``FORMAT_VERSION`` is bumped whenever the layout changes,
 and ``_MIGRATIONS[v]`` upgrades a version-``v`` state to ``v + 1``, so files
 written by every released version keep loading.
+
+Versions:
+
+1. the first layout.
+2. an observation may carry ``"is_partial": true`` (a trial stopped early, whose
+   output and cost are not those of a finished run). A state without such an
+   observation is written as version 1, byte for byte the layout version 1
+   had, so a carbs that knows only version 1 keeps reading it; one with a
+   stopped run is written as version 2, which such a carbs refuses instead of
+   taking the stopped run as finished.
 """
 
 from __future__ import annotations
@@ -18,10 +28,32 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_NAME = "carbs.state"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def _v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 only adds the optional ``is_partial``; absent, it means a finished run.
+
+    A version-1 state that already has the key (written before the version
+    was bumped for it) keeps it: dropping it would turn stopped runs into finished ones.
+    """
+    return state
+
 
 # Version v -> function upgrading a state dict from v to v + 1.
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def version_to_write(state: dict[str, Any]) -> int:
+    """The oldest format version that holds ``state`` (a dict in the current layout).
+
+    Writing the oldest one that fits lets older readers load every state that
+    they would read correctly, and makes them refuse the others.
+    """
+    for key in ("success_observations", "failure_observations"):
+        if any(o.get("is_partial") for o in state.get(key, [])):
+            return 2
+    return 1
 
 
 class StateError(ValueError):
