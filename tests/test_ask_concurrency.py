@@ -17,6 +17,7 @@ from _storage_urls import BACKENDS, storage_url
 import carbs.optimizer.surrogate as surrogate
 import carbs.study.core as study_module
 from benchmarks.reliability.load import PARAMS, objective, run_load
+from carbs import ObservationInParam
 from carbs.optimizer.gp import GPRegressor
 from carbs.storage import Storage
 from carbs.study import Study, create_study, load_study
@@ -146,6 +147,23 @@ def test_hyperparameters_are_searched_once_and_shared(url: str, monkeypatch: pyt
     hp = c._snapshot.optimizer.surrogate_hyperparameters
     assert hp is not None and hp.output_theta == tuple(stored[1]["output_theta"])
     assert a.storage.model_cache(a.id) == stored
+
+
+def test_stopped_runs_do_not_end_the_random_phase_for_the_shared_models(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in the optimizer, only finished runs count towards num_random_samples:
+    # a process still in the random phase fits no model, so it must not claim
+    # the search (the others would wait on a claim that is never fulfilled).
+    monkeypatch.setattr(study_module, "REFIT_MIN_OBSERVATIONS", 5)
+    study = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    opt = study.build_optimizer([])
+    for i in range(6):
+        point = {"x": i / 10, "lr": 1e-2}
+        opt.observe(ObservationInParam(point, *objective(point), is_partial=i >= 3))
+    assert len(opt.success_observations) == 6 and len(opt.complete_observations) == 3
+    assert not study._share_hyperparameters(opt)
+    assert study.storage.claim_model_refit(study.id, ttl=60.0)  # nobody had claimed it
 
 
 def test_model_cache_claims_and_saves(url: str) -> None:

@@ -950,7 +950,7 @@ class Study:
         """Give ``opt`` the study's shared hyperparameters; ``True`` if this process must
         search new ones (and save them) because they are missing or too old."""
         n = opt.observation_count
-        if len(opt.success_observations) < opt.config.num_random_samples or n < REFIT_MIN_OBSERVATIONS:
+        if len(opt.complete_observations) < opt.config.num_random_samples or n < REFIT_MIN_OBSERVATIONS:
             return False  # no model yet, or one cheap enough that every fit searches anew
         while True:
             cached, claimed_at = self.storage.model_cache_and_claim(self.id)
