@@ -166,3 +166,23 @@ def test_lower_layers_never_import_upper_ones() -> None:
 )
 def test_no_import_circle(module: str) -> None:
     assert _circle_through(_imports(), module) is None
+
+
+def test_no_module_imports_private_names_of_another_package() -> None:
+    # A private name may change with its package; other packages use its public API.
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("carbs.")):
+                continue
+            package = ".".join(node.module.split(".")[:2])
+            if module == package or module.startswith(package + "."):
+                continue
+            wrong += [
+                f"{module}: {node.module}.{a.name}"
+                for a in node.names
+                if a.name.startswith("_") and not a.name.startswith("__")
+            ]
+    assert wrong == []

@@ -16,7 +16,13 @@ from _storage_urls import BACKENDS, storage_url
 import carbs
 from carbs import LinearSpace, LogSpace, Param
 from carbs.storage import FailKind, StudyExistsError, StudyNotFoundError, TrialState
-from carbs.study import BudgetExhausted, StudyDefinitionError, create_study, load_study
+from carbs.study import (
+    BudgetExhausted,
+    StudyDefinitionError,
+    create_study,
+    load_study,
+    trial_observation,
+)
 from carbs.sweep_config import Budget
 
 PARAMS = [
@@ -39,6 +45,22 @@ def url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
 def test_lazy_exports() -> None:
     assert carbs.create_study is create_study and carbs.load_study is load_study
     assert carbs.Study.__name__ == "Study" and callable(carbs.report)
+
+
+def test_trial_observation_is_what_the_models_learn_from_a_stored_trial(tmp_path: Any) -> None:
+    study = create_study("s", f"sqlite:///{tmp_path / 'o.db'}", params=PARAMS)
+    trials = [study.ask() for _ in range(5)]
+    study.tell(trials[0], 0.5, 2.0)
+    study.report(trials[1], 0.9, step=1, cost=0.25)
+    study.tell(trials[1], pruned=True)
+    study.tell(trials[2], failed=True, cost=1.5)
+    study.tell(trials[3], failed=True, fail_kind=FailKind.INTERRUPTED)
+    done, stopped, failed, interrupted, running = (trial_observation(study.trial(t.number)) for t in trials)
+    assert done is not None and (done.output, done.cost, done.is_partial) == (0.5, 2.0, False)
+    assert done.input == trials[0].params
+    assert stopped is not None and (stopped.output, stopped.cost, stopped.is_partial) == (0.9, 0.25, True)
+    assert failed is not None and failed.is_failure and failed.cost == 1.5
+    assert interrupted is None and running is None
 
 
 def test_ask_tell_and_results(url: str) -> None:

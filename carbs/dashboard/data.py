@@ -236,13 +236,13 @@ class StudyFeed:
     # -- analysis --------------------------------------------------------------
     def _observations(self) -> list[tuple[int, Any]]:
         """``(trial number, observation)`` of the finished trials the optimizer would see."""
-        from carbs.study.core import _as_observation  # the study's own rule: what the model sees
+        from carbs.study import trial_observation  # the study's own rule: what the model sees
 
         with self._lock:
             trials = [self._trials[n] for n in sorted(self._trials)]
         out = []
         for t in trials:
-            obs = _as_observation(t)
+            obs = trial_observation(t)
             if obs is not None:
                 out.append((t.number, obs))
         return out

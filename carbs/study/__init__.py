@@ -26,6 +26,7 @@ from carbs.study.trial import (
     default_worker_name,
     direction_sign,
     format_exception_tail,
+    trial_observation,
 )
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "direction_sign",
     "format_exception_tail",
     "load_study",
+    "trial_observation",
 ]

@@ -91,6 +91,7 @@ from carbs.study.trial import (
     default_worker_name,
     direction_sign,
 )
+from carbs.study.trial import trial_observation as _as_observation
 from carbs.sweep_config import Budget, RetryPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -294,42 +295,6 @@ def delete_study(study_name: str, storage: str | Storage | None = None) -> None:
     """Delete a study and all its trials."""
     store = storage if isinstance(storage, Storage) else Storage(storage)
     store.delete_study(study_name)
-
-
-def _as_observation(trial: TrialRecord) -> ObservationInParam | None:
-    """The optimizer's view of a finished trial (``None``: it says nothing about its point).
-
-    A PRUNED trial becomes a *partial* observation (``is_partial``): its last
-    value as the output at its point, a pessimistic stand-in for the final one
-    (a run that goes on mostly ends no worse than where it was stopped, and it
-    was stopped because even so it was behind the front), while its truncated
-    cost is kept from the cost model (which would learn that the point is
-    cheap) and the run from the Pareto set. The output model then predicts a
-    poor result there, so the search does not steer back into the region; it
-    is not told as a failure, which would also mark the region as one where
-    runs break (the failure model's probability multiplies every nearby
-    candidate's score) and impute the worst output ever seen there, pushing
-    the search away from settings whose finished runs can be the best (long
-    schedules and slow starters that a rule stops now and then). Without a
-    finite last value it is a failure.
-    """
-    if not trial.is_informative:
-        return None
-    cost = trial.cost
-    if cost is None or not math.isfinite(cost) or cost <= 0:
-        # The optimizer needs a positive cost; a failure without one weighs nothing.
-        cost = max(trial.duration or 0.0, 1e-6)
-    if trial.state == TrialState.COMPLETE and trial.output is not None:
-        return ObservationInParam(input=dict(trial.params), output=trial.output, cost=cost)
-    if (
-        trial.state == TrialState.PRUNED
-        and trial.output is not None
-        and math.isfinite(trial.output)
-    ):
-        return ObservationInParam(
-            input=dict(trial.params), output=trial.output, cost=cost, is_partial=True
-        )
-    return ObservationInParam(input=dict(trial.params), output=math.nan, cost=cost, is_failure=True)
 
 
 @dataclass(frozen=True)

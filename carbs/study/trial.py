@@ -8,6 +8,7 @@ importing each other back.
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 import socket
 import traceback
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Union
 
+from carbs.optimizer.types import ObservationInParam
 from carbs.stopping import EarlyStopping
+from carbs.storage import TrialRecord, TrialState
 
 ObjectiveResult = Union[float, tuple[float, float]]
 
@@ -141,3 +144,43 @@ def format_exception_tail(exc: BaseException, limit: int = 20) -> str:
     """The last ``limit`` lines of an exception's traceback."""
     lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()
     return "\n".join(lines[-limit:])
+
+
+def trial_observation(trial: TrialRecord) -> ObservationInParam | None:
+    """The optimizer's view of a stored trial: what a study's models learn from it.
+
+    ``None`` for a trial that says nothing about its point (still running, or
+    lost to an interruption or a dead worker). A COMPLETE trial is an ordinary
+    observation, a FAILED one a failure (``is_failure``).
+
+    A PRUNED trial becomes a *partial* observation (``is_partial``): its last
+    value as the output at its point, a pessimistic stand-in for the final one
+    (a run that goes on mostly ends no worse than where it was stopped, and it
+    was stopped because even so it was behind the front), while its truncated
+    cost is kept from the cost model (which would learn that the point is
+    cheap) and the run from the Pareto set. The output model then predicts a
+    poor result there, so the search does not steer back into the region; it
+    is not told as a failure, which would also mark the region as one where
+    runs break (the failure model's probability multiplies every nearby
+    candidate's score) and impute the worst output ever seen there, pushing
+    the search away from settings whose finished runs can be the best (long
+    schedules and slow starters that a rule stops now and then). Without a
+    finite last value it is a failure.
+    """
+    if not trial.is_informative:
+        return None
+    cost = trial.cost
+    if cost is None or not math.isfinite(cost) or cost <= 0:
+        # The optimizer needs a positive cost; a failure without one weighs nothing.
+        cost = max(trial.duration or 0.0, 1e-6)
+    if trial.state == TrialState.COMPLETE and trial.output is not None:
+        return ObservationInParam(input=dict(trial.params), output=trial.output, cost=cost)
+    if (
+        trial.state == TrialState.PRUNED
+        and trial.output is not None
+        and math.isfinite(trial.output)
+    ):
+        return ObservationInParam(
+            input=dict(trial.params), output=trial.output, cost=cost, is_partial=True
+        )
+    return ObservationInParam(input=dict(trial.params), output=math.nan, cost=cost, is_failure=True)
