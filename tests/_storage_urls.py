@@ -71,6 +71,36 @@ def storage_url(backend: str, tmp_path: os.PathLike[str]) -> Iterator[str]:
             yield url
 
 
+# Tables each schema version added (carbs.storage.models.ADDED_COLUMNS lists its columns).
+_ADDED_TABLES = {2: ("carbs_intermediate_values",), 4: ("carbs_suggestion_pool",)}
+
+
+def as_written_by_schema(url: str, version: int) -> None:
+    """Turn the current-schema database at ``url`` into what carbs wrote with schema ``version``.
+
+    Drops the tables and columns the later versions added and sets the version
+    row; the engines are closed, so the next ``Storage(url)`` opens it afresh.
+    """
+    from sqlalchemy import text
+
+    from carbs.storage import SCHEMA_VERSION, dispose_engines
+    from carbs.storage.engine import create_storage_engine
+    from carbs.storage.models import ADDED_COLUMNS
+
+    dispose_engines()
+    engine = create_storage_engine(url)
+    try:
+        with engine.begin() as conn:
+            for step in range(SCHEMA_VERSION, version, -1):
+                for table in _ADDED_TABLES.get(step, ()):
+                    conn.execute(text(f"DROP TABLE {table}"))
+                for table, column, _ in ADDED_COLUMNS.get(step, ()):
+                    conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+            conn.execute(text("UPDATE carbs_schema_version SET version = :v"), {"v": version})
+    finally:
+        engine.dispose()
+
+
 # A tiny trial program for the runner, CLI and crash tests. Its behaviour is
 # chosen by the MODE argument; files in its working directory steer the slow
 # and crash tests (``slow``: seconds to sleep before reporting; ``hang_trial``: the

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from _storage_urls import BACKENDS, storage_url
+from _storage_urls import BACKENDS, as_written_by_schema, postgres_schema_url, storage_url
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from carbs.storage import (
     SCHEMA_VERSION,
@@ -25,6 +28,7 @@ from carbs.storage import (
     dispose_engines,
     normalize_url,
 )
+from carbs.storage.engine import masked
 
 
 @pytest.fixture(params=BACKENDS)
@@ -145,6 +149,107 @@ def test_newer_schema_version_is_a_clear_error(url: str) -> None:
     dispose_engines()
     with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade carbs"):
         Storage(url)
+
+
+def _older_schema_file(tmp_path: Path, version: int = 3) -> tuple[Path, int]:
+    """An SQLite file of schema ``version`` holding one study with one finished trial."""
+    path = tmp_path / "old.db"
+    storage = Storage(f"sqlite:///{path}")
+    sid = _study(storage)
+    storage.locked_study(sid, lambda lk: lk.add_trial({"x": 1.0}))
+    storage.finish_trial(sid, 0, state=TrialState.COMPLETE, output=0.5, cost=2.0)
+    as_written_by_schema(f"sqlite:///{path}", version)
+    return path, sid
+
+
+def _schema_version(path: Path) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT version FROM carbs_schema_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _assert_names_the_upgrade(error: pytest.ExceptionInfo[SchemaVersionError], where: str) -> None:
+    message = str(error.value)
+    assert f"storage {where} has schema version 3, older than the current version {SCHEMA_VERSION}" in message
+    assert "read-only" in message and "Open it once with write access" in message
+
+
+def test_a_read_only_older_schema_file_says_to_open_it_once_with_write_access(tmp_path: Path) -> None:
+    # SQLite's own read-only opening: chmod does not stop root, this does.
+    path, sid = _older_schema_file(tmp_path)
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    with pytest.raises(SchemaVersionError) as error:
+        Storage(read_only)
+    _assert_names_the_upgrade(error, f"file {path}")
+    assert _schema_version(path) == 3
+    Storage(f"sqlite:///{path}")  # with write access: upgraded in place
+    dispose_engines()
+    assert _schema_version(path) == SCHEMA_VERSION
+    trials = Storage(read_only).trials(sid)  # a current schema opens read-only
+    assert [(t.number, t.output) for t in trials] == [(0, 0.5)]
+
+
+_NOT_AS_ROOT = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="file modes do not stop root from writing"
+)
+
+
+@_NOT_AS_ROOT
+def test_a_read_only_older_schema_file_mode_0444(tmp_path: Path) -> None:
+    path, sid = _older_schema_file(tmp_path)
+    path.chmod(0o444)
+    with pytest.raises(SchemaVersionError) as error:
+        Storage(f"sqlite:///{path}")
+    _assert_names_the_upgrade(error, f"file {path}")
+    assert "the -wal and -shm files beside it" in str(error.value)
+    dispose_engines()  # its connections were opened read-only
+    # SQLite made the -shm file it created as read-only as the database: the message says so.
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        if (tmp_path / name).exists():
+            (tmp_path / name).chmod(0o644)
+    Storage(f"sqlite:///{path}")
+    dispose_engines()
+    path.chmod(0o444)
+    assert [t.output for t in Storage(f"sqlite:///{path}").trials(sid)] == [0.5]
+
+
+@_NOT_AS_ROOT
+def test_an_older_schema_file_in_a_read_only_directory(tmp_path: Path) -> None:
+    path, _ = _older_schema_file(tmp_path)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(SchemaVersionError) as error:
+            Storage(f"sqlite:///{path}")
+        _assert_names_the_upgrade(error, f"file {path}")
+        dispose_engines()
+        tmp_path.chmod(0o755)
+        Storage(f"sqlite:///{path}")
+        dispose_engines()
+        tmp_path.chmod(0o555)
+        # Upgraded, it still cannot be read there: SQLite in WAL mode writes files beside it.
+        with pytest.raises(StorageError, match=r"directory to create its -wal and -shm files"):
+            Storage(f"sqlite:///{path}")
+    finally:
+        tmp_path.chmod(0o755)
+
+
+@pytest.mark.postgres
+def test_a_read_only_older_schema_postgres_database_says_to_open_it_with_write_access() -> None:
+    with postgres_schema_url() as url:
+        storage = Storage(url)
+        _study(storage)
+        as_written_by_schema(url, 3)
+        parsed = make_url(url)
+        options = f"{parsed.query['options']} -cdefault_transaction_read_only=on"
+        read_only = parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+        with pytest.raises(SchemaVersionError) as error:
+            Storage(read_only)
+        _assert_names_the_upgrade(error, masked(normalize_url(read_only)))
+        Storage(url)
+        dispose_engines()
+        Storage(read_only)
 
 
 def test_sqlite_file_uses_wal(tmp_path: object) -> None:

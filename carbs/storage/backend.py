@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -41,6 +43,7 @@ from carbs.storage.engine import (
     masked,
     normalize_url,
     shared_engine,
+    sqlite_path,
 )
 from carbs.storage.models import (
     ADDED_COLUMNS,
@@ -77,7 +80,11 @@ _RECONNECT_SECONDS = 60.0
 
 
 class SchemaVersionError(StorageError):
-    """The database was written by a newer carbs with a schema this one cannot read."""
+    """The database's schema is one this carbs cannot use as it is.
+
+    Either it was written by a newer carbs, or by an older one and cannot be
+    upgraded in place because it is read-only.
+    """
 
 
 class StudyNotFoundError(StorageError):
@@ -354,6 +361,34 @@ class LockedStudy:
         return _trial_record(row)
 
 
+def _is_read_only(e: Exception) -> bool:
+    """Whether a database error says that the storage may not be written (file, directory or grants)."""
+    orig = getattr(e, "orig", e)
+    # PostgreSQL: read_only_sql_transaction, insufficient_privilege.
+    if getattr(orig, "sqlstate", None) in ("25006", "42501"):
+        return True
+    return "readonly database" in str(orig).lower()  # every SQLITE_READONLY variant says so
+
+
+def _sqlite_schema_version_read_only(path: str) -> int | None:
+    """The schema version of an SQLite file read without writing anything (``None`` if unreadable).
+
+    ``immutable=1`` reads the main file without the locks and the ``-shm`` file
+    that WAL mode needs, so it works in a read-only directory; it misses what is
+    still only in a ``-wal`` file, which is good enough to word an error.
+    """
+    uri = f"file:{urllib.parse.quote(path)}?immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            row = conn.execute("SELECT max(version) FROM carbs_schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row and row[0] is not None else None
+
+
 class Storage:
     """Studies and trials in an SQLite file or a PostgreSQL database.
 
@@ -388,8 +423,9 @@ class Storage:
 
     def _init_schema(self) -> None:
         for attempt in range(3):
+            version: int | None = None
             try:
-                self._check_version()
+                version = self._check_version()
                 with self._write_engine.begin() as conn:
                     Base.metadata.create_all(conn)
                     version = conn.scalar(select(SchemaVersionRow.version))
@@ -404,12 +440,33 @@ class Storage:
                 # Another process created the schema at the same moment: look again.
                 time.sleep(0.1 * (attempt + 1))
             except (OperationalError, DBAPIError) as e:
+                if version is not None and version < SCHEMA_VERSION and _is_read_only(e):
+                    raise self._upgrade_needs_write(version, e) from None
                 if attempt == 2 or not self._is_race(e):
                     raise StorageError(
                         f"cannot open storage {masked(self.url)}: {getattr(e, 'orig', e)}"
                     ) from None
                 time.sleep(0.1 * (attempt + 1))
         self._check_version()
+
+    def _where(self) -> str:
+        """The storage for messages: the file of an SQLite database, else the masked URL."""
+        path = sqlite_path(self.url)
+        return f"file {path}" if path else masked(self.url)
+
+    def _upgrade_needs_write(self, version: int, e: Exception) -> SchemaVersionError:
+        # A read-only SQLite connection leaves a -shm file as read-only as the
+        # database was; it must be made writable too, or the next opening is read-only again.
+        files = (
+            " (to the file, its directory, and the -wal and -shm files beside it if they are there)"
+            if sqlite_path(self.url)
+            else ""
+        )
+        return SchemaVersionError(
+            f"storage {self._where()} has schema version {version}, older than the current version "
+            f"{SCHEMA_VERSION}; opening it upgrades it in place, which needs write access, and it is "
+            f"read-only ({getattr(e, 'orig', e)}). Open it once with write access{files} to upgrade it"
+        )
 
     def _upgrade(self, conn: Connection, version: int) -> None:
         """Bring a database written by an older carbs up to ``SCHEMA_VERSION`` in place.
@@ -437,21 +494,39 @@ class Storage:
         text = str(e).lower()
         return "already exists" in text or "duplicate" in text or "locked" in text
 
-    def _check_version(self) -> None:
+    def _check_version(self) -> int | None:
+        """The database's schema version (``None`` before it has a schema); raises if it is newer."""
         try:
             with self.engine.connect() as conn:
                 if not inspect(conn).has_table(SchemaVersionRow.__tablename__):
-                    return
+                    return None
                 version = conn.scalar(select(func.max(SchemaVersionRow.version)))
         except (OperationalError, DBAPIError) as e:
-            raise StorageError(
-                f"cannot open storage {masked(self.url)}: {getattr(e, 'orig', e)}"
-            ) from None
+            raise self._cannot_read(e) from None
         if version is not None and version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"storage {masked(self.url)} has schema version {version}, newer than the "
                 f"version {SCHEMA_VERSION} this carbs understands; upgrade carbs to open it"
             )
+        return version
+
+    def _cannot_read(self, e: Exception) -> StorageError:
+        """The error for a database that cannot even be read.
+
+        An SQLite file in WAL mode in a read-only directory is one: SQLite must
+        create its ``-wal`` and ``-shm`` files beside it to read it.
+        """
+        reason = getattr(e, "orig", e)
+        path = sqlite_path(self.url)
+        if path is None or not _is_read_only(e):
+            return StorageError(f"cannot open storage {masked(self.url)}: {reason}")
+        version = _sqlite_schema_version_read_only(path)
+        if version is not None and version < SCHEMA_VERSION:
+            return self._upgrade_needs_write(version, e)
+        return StorageError(
+            f"cannot open storage file {path}: {reason} (SQLite needs write access to the file's "
+            "directory to create its -wal and -shm files beside it)"
+        )
 
     def _transient(self, e: OperationalError) -> bool:
         """A server connection that dropped (worth reconnecting), not a bad query."""

@@ -76,6 +76,19 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of an SQLite URL (also in its ``file:`` URI form); ``None`` for memory or another database."""
+    if not is_sqlite(url) or _sqlite_memory(url):
+        return None
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        database = database[len("file:") :]
+        if database == ":memory:" or parsed.query.get("mode") == "memory":
+            return None
+    return database
+
+
 def _sqlite_memory(url: str) -> bool:
     database = make_url(url).database
     return database in (None, "", ":memory:")
