@@ -122,3 +122,57 @@ def test_quantile_warp_is_monotone_invertible_and_not_clipped() -> None:
     assert np.allclose(warp.inverse(z), np.sort(values))
     assert len(warp._knots) == 10  # about sqrt(n) quantiles
     assert np.all(QuantileWarp(np.ones(5)).transform(np.ones(3)) == 0)
+
+
+def test_extended_posterior_equals_conditioning_on_all_points() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, size=(60, 3))
+    y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2 + 0.05 * rng.normal(size=60)
+    gp = GPRegressor().fit(X, y, rng)
+    X_new = np.vstack([rng.uniform(-1, 1, size=(4, 3)), X[:1]])  # one new point on an observed one
+    y_new = rng.normal(size=5)
+    grown = gp.extended(X_new, y_new)
+    full = GPRegressor().fit(X, y, rng, theta=gp.theta).condition(np.vstack([X, X_new]), np.concatenate([y, y_new]))
+    Xs = rng.uniform(-1, 1, size=(40, 3))
+    for a, b in zip(grown.predict(Xs), full.predict(Xs)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    # The original is left as it was, and growing in two steps is growing once.
+    np.testing.assert_allclose(gp.predict(Xs)[0], GPRegressor().fit(X, y, rng, theta=gp.theta).predict(Xs)[0])
+    twice = gp.extended(X_new[:2], y_new[:2]).extended(X_new[2:], y_new[2:])
+    np.testing.assert_allclose(twice.predict(Xs)[1], full.predict(Xs)[1], rtol=1e-6, atol=1e-8)
+
+
+def test_batch_keeps_pending_guesses_only_when_asked() -> None:
+    from carbs.optimizer.config import OutstandingSuggestionEstimatorEnum
+    from carbs.optimizer.surrogate import SurrogateModel
+
+    rng = np.random.default_rng(6)
+    X = rng.uniform(-1, 1, size=(50, 2))
+    outputs = (X[:, 0] - 0.2) ** 2 + 0.01 * rng.normal(size=50)
+    model = SurrogateModel(-1, rng)
+    model.fit_observations(X, outputs, np.exp(X[:, 1]))
+    pending = rng.uniform(-1, 1, size=(6, 2))
+    Xs = rng.uniform(-1, 1, size=(30, 2))
+    # Mean guesses: keeping the earlier guesses is the same posterior as guessing all anew.
+    mean = OutstandingSuggestionEstimatorEnum.MEAN
+    model.fit_pending(pending[:3], mean)
+    model.fit_pending(pending, mean, keep_guesses=True)
+    kept = model.output_model.predict(Xs)
+    model.fit_pending(pending, mean)
+    np.testing.assert_allclose(kept, model.output_model.predict(Xs), rtol=1e-6, atol=1e-9)
+    # Thompson guesses: without keep_guesses the result depends on the generator
+    # alone, not on what was pending at the call before.
+    thompson = OutstandingSuggestionEstimatorEnum.THOMPSON
+    model.rng = np.random.default_rng(1)
+    model.fit_pending(pending, thompson)
+    fresh = model.output_model.predict(Xs)[0]
+    model.fit_pending(pending[:4], thompson)
+    model.rng = np.random.default_rng(1)
+    model.fit_pending(pending, thompson)
+    np.testing.assert_allclose(fresh, model.output_model.predict(Xs)[0])
+    model.fit_pending(pending[:4], thompson)
+    model.fit_pending(pending, thompson, keep_guesses=True)
+    assert len(model.output_model.train_inputs) == 50 + 6
+    # With no pending points, the posterior given the observations alone is back.
+    model.fit_pending(np.empty((0, 2)), thompson)
+    assert len(model.output_model.train_inputs) == 50

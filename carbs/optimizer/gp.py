@@ -13,6 +13,7 @@ subset); the posterior is then conditioned on every observation.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class GPRegressor:
         self.min_noise = min_noise
         self.theta: np.ndarray | None = None
         self._X: np.ndarray | None = None
+        self._L: np.ndarray | None = None
 
     # -- hyperparameters ---------------------------------------------------
     def _unpack(self, theta: np.ndarray) -> tuple[np.ndarray, float, float, float]:
@@ -219,6 +221,38 @@ class GPRegressor:
         self._alpha = linalg.cho_solve((self._L, True), ys, check_finite=False)
         self._X = X
         return self
+
+    def extended(self, X_new: np.ndarray, y_new: np.ndarray) -> GPRegressor:
+        """A copy conditioned on ``k`` more points ``(k, d)`` as well; this regressor is unchanged.
+
+        The copy's Cholesky factor is this one's, extended by a block (a
+        triangular solve of ``n x k`` and a ``k x k`` factor): ``O(n^2 k)``
+        rather than the ``O((n + k)^3)`` of conditioning on all the points anew,
+        with the same posterior. Pending suggestions are added this way.
+        """
+        if self.theta is None or self._X is None or self._L is None:
+            raise GPFitError("fit before extended")
+        X_new = np.asarray(X_new, dtype=float)
+        if len(X_new) == 0:
+            return self
+        ys_new = (np.asarray(y_new, dtype=float) - self._y_mean) / self._y_std
+        cross = linalg.solve_triangular(self._L, self._kernel(self._X, X_new), lower=True, check_finite=False)
+        block = self._kernel(X_new, X_new) - cross.T @ cross
+        block[np.diag_indices(len(X_new))] += self._unpack(self.theta)[3] + _JITTER
+        corner = _cholesky(0.5 * (block + block.T))
+        n, k = len(self._X), len(X_new)
+        L = np.zeros((n + k, n + k))
+        L[:n, :n] = self._L
+        L[n:, :n] = cross.T
+        L[n:, n:] = corner
+        # alpha = L^-T L^-1 ys, with L^-1 ys by blocks: the old part is L_old^-1 ys_old.
+        z_old = self._L.T @ self._alpha
+        z_new = linalg.solve_triangular(corner, ys_new - cross.T @ z_old, lower=True, check_finite=False)
+        twin = copy.copy(self)
+        twin._L = L
+        twin._alpha = linalg.solve_triangular(L, np.concatenate([z_old, z_new]), lower=True, trans="T", check_finite=False)
+        twin._X = np.vstack([self._X, X_new])
+        return twin
 
     def _kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         assert self.theta is not None

@@ -23,12 +23,12 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from carbs._extras import install_command
 from carbs._loggers import logger_factory
@@ -69,6 +69,24 @@ from carbs.optimizer.types import (
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+_BLAS: ThreadpoolController | None = None
+
+
+def _single_threaded_blas() -> Any:
+    """A context in which BLAS runs on one thread.
+
+    The matrices are small (a few hundred rows): multi-threaded BLAS only adds
+    contention here, several-fold when the cores are busy. The controller is
+    made once: finding the BLAS libraries costs milliseconds, a suggestion's
+    worth of work in a batch.
+    """
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
 
 
 class CARBS(ReferenceAPI):
@@ -102,6 +120,8 @@ class CARBS(ReferenceAPI):
         self.remaining_cost_budget: float | None = None
         self._lock = threading.RLock()
         self._fit_cache: tuple[tuple[float, ...], SurrogateModel, list[ObservationGroup]] | None = None
+        # Pareto groups and the resample frequency, kept while the observations stay the same.
+        self._derived_cache: tuple[tuple[Any, ...], dict[tuple[Any, ...], Any]] | None = None
         # Hyperparameters of the last fit: the next fits reuse them until the
         # data grew enough (see carbs.optimizer.surrogate). Studies share them.
         self.surrogate_hyperparameters: SurrogateHyperparameters | None = None
@@ -182,7 +202,7 @@ class CARBS(ReferenceAPI):
     def fit_surrogates(self) -> None:
         """Fit the surrogate models now (once the random phase is over), so that the
         next ``suggest`` only scores candidates; the fit is kept until the next observation."""
-        with self._lock, threadpool_limits(limits=1, user_api="blas"):  # as in _suggest_one
+        with self._lock, _single_threaded_blas():
             if len(self.complete_observations) >= self.config.num_random_samples:
                 self._fitted_surrogate()
 
@@ -190,12 +210,15 @@ class CARBS(ReferenceAPI):
         """Return ``n`` different suggestions for ``n`` idle workers, all pending.
 
         Each one is made knowing the ones before it are pending, and the
-        models are fitted once for the whole batch.
+        models are fitted once for the whole batch. The output guessed for a
+        pending point (a Thompson draw by default) is drawn once per batch,
+        given the guesses before it, so that each suggestion after the first
+        adds one point to the posterior rather than conditioning it anew.
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"suggest_batch: n must be a positive integer, got {n!r}")
-        with self._lock:
-            return [self._suggest_one(None, True) for _ in range(n)]
+        with self._lock, _single_threaded_blas():
+            return [self._suggest_one(None, True, in_batch=i > 0) for i in range(n)]
 
     def observe(self, new_observation_in_param: ObservationInParam) -> ObserveOutput:
         """Record a finished run; its pending suggestion (if any) is forgotten.
@@ -489,28 +512,68 @@ class CARBS(ReferenceAPI):
         self.suggestion_count += 1
         return np.random.default_rng(seq)
 
-    def _pareto_groups(self, is_conservative: bool) -> list[ObservationGroup]:
-        groups = group_observations(self.complete_observations)
-        tolerance = None
-        if self.config.is_pareto_cheap_grouping_within_noise:
-            tolerance = resampling.pooled_noise(groups) or 0.0
-        return pareto_groups(
-            groups,
-            self.config.min_pareto_cost_fraction,
-            self.config.better_direction_sign,
-            is_conservative,
-            tolerance,
+    def _observations_fingerprint(self) -> tuple[float, ...]:
+        """Counts and sums that tell the observations apart from any other set of them.
+
+        Clients may pop observations and add others (as wandb-carbs does after
+        a failed suggest): the sums tell such a change from the same data.
+        """
+        return (
+            len(self.success_observations),
+            len(self.failure_observations),
+            sum(o.is_partial for o in self.success_observations),
+            sum(o.cost for o in self.success_observations),
+            sum(o.output for o in self.success_observations),
+            sum(o.cost for o in self.failure_observations),
         )
+
+    def _cached(self, what: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """``make()``, kept until the observations or the settings change (a batch
+        of suggestions needs the same Pareto groups for each of them)."""
+        config = self.config
+        key = (
+            self._observations_fingerprint(),
+            config.min_pareto_cost_fraction,
+            config.better_direction_sign,
+            config.is_pareto_cheap_grouping_within_noise,
+            config.resample_frequency,
+            config.resampling,
+            config.is_pareto_group_selection_conservative,
+        )
+        if self._derived_cache is None or self._derived_cache[0] != key:
+            self._derived_cache = (key, {})
+        store = self._derived_cache[1]
+        if what not in store:
+            store[what] = make()
+        return cast(T, store[what])
+
+    def _pareto_groups(self, is_conservative: bool) -> list[ObservationGroup]:
+        def make() -> list[ObservationGroup]:
+            groups = group_observations(self.complete_observations)
+            tolerance = None
+            if self.config.is_pareto_cheap_grouping_within_noise:
+                tolerance = resampling.pooled_noise(groups) or 0.0
+            return pareto_groups(
+                groups,
+                self.config.min_pareto_cost_fraction,
+                self.config.better_direction_sign,
+                is_conservative,
+                tolerance,
+            )
+
+        return list(self._cached(("pareto", is_conservative), make))
 
     def _is_resample_due(self) -> bool:
         if self.config.resample_frequency == 0:
             return False
-        complete = self.complete_observations
-        groups = group_observations(complete)
-        frequency = resampling.resample_frequency(
-            self.config, groups, self._pareto_groups(self.config.is_pareto_group_selection_conservative)
-        )
-        return resampling.is_resample_due(len(complete), self.resample_count, frequency)
+
+        def frequency() -> int:
+            groups = group_observations(self.complete_observations)
+            pareto = self._pareto_groups(self.config.is_pareto_group_selection_conservative)
+            return resampling.resample_frequency(self.config, groups, pareto)
+
+        complete = len(self.complete_observations)
+        return resampling.is_resample_due(complete, self.resample_count, self._cached(("frequency",), frequency))
 
     def _resample_point(self) -> np.ndarray | None:
         """The Pareto point to run again when a resample is due, else ``None``.
@@ -530,7 +593,7 @@ class CARBS(ReferenceAPI):
             return None
         return point
 
-    def _suggest_one(self, suggestion_id: str | None, remember: bool) -> SuggestOutput:
+    def _suggest_one(self, suggestion_id: str | None, remember: bool, in_batch: bool = False) -> SuggestOutput:
         # Drives the cost levels. The observation count stands in for callers
         # who rebuild the optimizer for every suggestion (the Optuna sampler),
         # so that they still walk through the levels.
@@ -552,9 +615,7 @@ class CARBS(ReferenceAPI):
         else:
             kind = "model"
             try:
-                # The matrices are small (a few hundred rows): multi-threaded BLAS
-                # only adds contention here, several-fold when the cores are busy.
-                with threadpool_limits(limits=1, user_api="blas"):
+                with _single_threaded_blas():
                     model, groups = self._fitted_surrogate()
                     ctx = SuggestionContext(
                         space=self.search_space,
@@ -564,6 +625,8 @@ class CARBS(ReferenceAPI):
                         index=index,
                         remaining_budget=self.remaining_cost_budget,
                         success_costs=np.array([o.cost for o in self.complete_observations]),
+                        # After the first of a batch, the pending points grow by one each time.
+                        keeps_pending_guesses=in_batch,
                     )
                     point, log_info = suggest_from_model(model, ctx, self.config, rng)
             except Exception as e:  # any model failure: keep the sweep going
@@ -588,19 +651,8 @@ class CARBS(ReferenceAPI):
         Fitting draws from a generator seeded by the observation counts only,
         so a cached fit and a fresh one are identical.
         """
-        key = (
-            len(self.success_observations),
-            len(self.failure_observations),
-            sum(o.is_partial for o in self.success_observations),
-        )
-        # Clients may pop observations and add others (as wandb-carbs does after a
-        # failed suggest): the sums tell such a change from the same data.
-        fingerprint = (
-            *key,
-            sum(o.cost for o in self.success_observations),
-            sum(o.output for o in self.success_observations),
-            sum(o.cost for o in self.failure_observations),
-        )
+        fingerprint = self._observations_fingerprint()
+        key = fingerprint[:3]  # the counts
         if self._fit_cache is not None and self._fit_cache[0] == fingerprint:
             return self._fit_cache[1], self._fit_cache[2]
         fit_rng = np.random.default_rng([self.config.seed, *key, 7])
@@ -681,6 +733,7 @@ class CARBS(ReferenceAPI):
         state = self.__dict__.copy()
         state.pop("_lock", None)
         state["_fit_cache"] = None
+        state["_derived_cache"] = None
         state["_wandb"] = None
         return state
 

@@ -70,6 +70,9 @@ class SuggestionContext:
         index: how many suggestions came before (drives the cost levels).
         remaining_budget: cost budget left, if the caller set one.
         success_costs: costs ``(n,)`` of the successful observations.
+        keeps_pending_guesses: the pending points are those of the previous
+            suggestion of the same batch and that suggestion: the guesses made
+            for them then are kept (see ``SurrogateModel.fit_pending``).
     """
 
     space: SearchSpace
@@ -79,6 +82,7 @@ class SuggestionContext:
     index: int
     remaining_budget: float | None
     success_costs: np.ndarray
+    keeps_pending_guesses: bool = False
 
 
 def suggest_from_model(
@@ -89,7 +93,7 @@ def suggest_from_model(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """The best candidate ``(d,)`` and its diagnostics."""
     model.rng = rng
-    model.fit_pending(ctx.pending, config.outstanding_suggestion_estimator)
+    model.fit_pending(ctx.pending, config.outstanding_suggestion_estimator, ctx.keeps_pending_guesses)
     front_costs = np.array([group_cost(g) for g in ctx.pareto])
     front_log_costs = np.log(front_costs)
     origins = np.stack([g[0].real_number_input for g in ctx.pareto])
