@@ -652,7 +652,7 @@ class CARBS(ReferenceAPI):
         so a cached fit and a fresh one are identical.
         """
         fingerprint = self._observations_fingerprint()
-        key = fingerprint[:3]  # the counts
+        key = [int(v) for v in fingerprint[:3]]  # the counts
         if self._fit_cache is not None and self._fit_cache[0] == fingerprint:
             return self._fit_cache[1], self._fit_cache[2]
         fit_rng = np.random.default_rng([self.config.seed, *key, 7])

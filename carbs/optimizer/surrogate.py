@@ -199,8 +199,8 @@ class SurrogateModel:
         self.warp: QuantileWarp | None = None
         self.output_model: GPRegressor | None = None
         # The output model given real observations only, once pending points were added.
-        self._observed_output_model = None
-        self._pending_X = np.empty((0, 0))
+        self._observed_output_model: GPRegressor | None = None
+        self._pending_X = np.empty((0, 0))  # the pending points output_model holds guesses for
         self.cost_model: GPRegressor | None = None
         self.pareto_model: GPRegressor | None = None
         self.failure_model: GPClassifier | None = None
@@ -249,7 +249,8 @@ class SurrogateModel:
         if known.shape != (len(X),) or not known.any():
             raise ValueError(f"cost_known must mark at least one of the {len(X)} rows, got {cost_known!r}")
         self._y_min = float(np.min(y))
-        self._observed_output_model: GPRegressor | None = None
+        self._observed_output_model = None
+        self._pending_X = np.empty((0, 0))
         n, dim = len(X), X.shape[1]
         prev = self.previous
         if prev is not None and prev.reusable_for(n + len(X_fail), dim):
