@@ -1,4 +1,4 @@
-"""Storage URLs and shared helpers for the storage, study, runner, CLI and crash tests.
+"""Storage URLs and shared helpers for the storage, study, runner, CLI, crash and launcher tests.
 
 PostgreSQL tests need ``CARBS_TEST_POSTGRES_URL`` (``scripts/postgres.sh start``
 prints one); they skip without it, unless ``CARBS_REQUIRE_POSTGRES=1`` (set by
@@ -9,10 +9,13 @@ studies and a schema-version test cannot disturb the rest.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +193,54 @@ def trials_of(url: str, name: str = "toy") -> list[TrialRecord]:
     if not any(s.name == name for s in storage.list_studies()):
         return []
     return load_study(name, storage).trials()
+
+
+def write_launcher_sweep(directory: Path, trial: str, *, name: str, trials: int, launcher: str) -> Path:
+    """``trial.py`` (the program ``trial``) and a ``sweep.yaml`` for a cluster launcher's test.
+
+    Two workers, one retry; the program gets ``x`` and the path of a
+    ``markers`` directory (made here, and returned) where it leaves files the
+    test waits for. ``launcher`` is the YAML flow mapping of the launcher.
+    """
+    markers = directory / "markers"
+    markers.mkdir()
+    (directory / "trial.py").write_text(trial)
+    (directory / "sweep.yaml").write_text(
+        f"name: {name}\n"
+        f"command: '{{python}} trial.py {{x}} {markers}'\n"
+        "metric: loss\n"
+        "parameters:\n"
+        "  x: {space: linear, min: -1, max: 1}\n"
+        f"budget: {{trials: {trials}}}\n"
+        "workers: 2\n"
+        "retries: 1\n"
+        f"launcher: {launcher}\n"
+    )
+    return markers
+
+
+@contextmanager
+def carbs_run(directory: Path, db: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``carbs run sweep.yaml`` in ``directory`` in the background, its output in a pipe; killed
+    on exit if it still runs."""
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "carbs.cli", "run", "sweep.yaml", "--storage", str(db), "--no-progress"],
+        cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        yield driver
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
+def marker_text(driver: subprocess.Popen[str], path: Path) -> Callable[[], str | bool]:
+    """For :func:`wait_for`: the text of the file at ``path`` once written (``False`` before);
+    fails the test if ``driver`` ended first."""
+
+    def written() -> str | bool:
+        if driver.poll() is not None:
+            pytest.fail(f"carbs run ended early ({driver.returncode}): {driver.communicate()[0]}")
+        return path.exists() and path.read_text()
+
+    return written

@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("ray")
 
 from _netns import only_loopback, private_network
-from _storage_urls import wait_for
+from _storage_urls import carbs_run, marker_text, wait_for, write_launcher_sweep
 
 from carbs.storage import FailKind, TrialState
 from carbs.study import load_study
@@ -138,41 +138,16 @@ def ray_nodes() -> Iterator[dict[str, Any]]:
 def test_trials_spread_over_both_nodes_and_a_lost_node_reruns_its_trial(
     ray_nodes: dict[str, Any], tmp_path: Path
 ) -> None:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    (tmp_path / "trial.py").write_text(TRIAL)
     db = tmp_path / "ray.db"
-    (tmp_path / "sweep.yaml").write_text(
-        "name: ray-sweep\n"
-        f"command: '{{python}} trial.py {{x}} {markers}'\n"
-        "metric: loss\n"
-        "parameters:\n"
-        "  x: {space: linear, min: -1, max: 1}\n"
-        "budget: {trials: 6}\n"
-        "workers: 2\n"
-        "retries: 1\n"
-        f"launcher: {{type: ray, address: '{ray_nodes['address']}', resources: {{num_cpus: 1}}}}\n"
-    )
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "carbs.cli", "run", "sweep.yaml", "--storage", str(db), "--no-progress"],
-        cwd=tmp_path, env=ray_nodes["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
+    launcher = f"{{type: ray, address: '{ray_nodes['address']}', resources: {{num_cpus: 1}}}}"
+    markers = write_launcher_sweep(tmp_path, TRIAL, name="ray-sweep", trials=6, launcher=launcher)
+    with carbs_run(tmp_path, db, ray_nodes["env"]) as driver:
         victim = markers / "victim"
-
-        def victim_waiting() -> str:
-            if driver.poll() is not None:
-                pytest.fail(f"carbs run ended early ({driver.returncode}): {driver.communicate()[0]}")
-            return victim.exists() and victim.read_text()
-
-        wait_for(victim_waiting, 240, "a trial waiting on the second node")
+        wait_for(marker_text(driver, victim), 240, "a trial waiting on the second node")
         raylet_pid, second_id = ray_nodes["raylets"]["second"]
         assert int(victim.read_text()) == raylet_pid
         os.kill(raylet_pid, signal.SIGKILL)  # the node is lost mid-trial
         out, _ = driver.communicate(timeout=240)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
     assert driver.returncode == 0, out
     trials = load_study("ray-sweep", f"sqlite:///{db}").trials()
     lost = [t for t in trials if t.fail_kind == FailKind.LOST]

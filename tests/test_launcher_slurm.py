@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from _netns import private_network, require_private_network
-from _storage_urls import wait_for
+from _storage_urls import carbs_run, marker_text, wait_for, write_launcher_sweep
 
 from carbs.storage import FailKind, TrialState
 from carbs.study import load_study
@@ -70,43 +70,15 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _carbs(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "carbs.cli", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
 def test_sweep_runs_as_slurm_jobs_and_a_cancelled_job_is_rerun(
     slurm_cluster: dict[str, Any], tmp_path: Path
 ) -> None:
     env = slurm_cluster
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    (tmp_path / "trial.py").write_text(TRIAL)
     db = tmp_path / "slurm.db"
-    (tmp_path / "sweep.yaml").write_text(
-        "name: slurm-sweep\n"
-        f"command: '{{python}} trial.py {{x}} {markers}'\n"
-        "metric: loss\n"
-        "parameters:\n"
-        "  x: {space: linear, min: -1, max: 1}\n"
-        "budget: {trials: 8}\n"
-        "workers: 2\n"
-        "retries: 1\n"
-        "launcher: {type: slurm, partition: debug, cpus_per_task: 1, time: 10m,"
-        " trials_per_job: 2, poll_interval: 1}\n"
-    )
-    driver = _carbs("run", "sweep.yaml", "--storage", str(db), "--no-progress", cwd=tmp_path, env=env)
-    try:
-        victim = markers / "victim"
-
-        def victim_running() -> str:
-            if driver.poll() is not None:
-                pytest.fail(f"carbs run ended early ({driver.returncode}): {driver.communicate()[0]}")
-            return victim.exists() and victim.read_text()
-
-        job = wait_for(victim_running, 180, "a trial running in a Slurm job")
+    launcher = "{type: slurm, partition: debug, cpus_per_task: 1, time: 10m, trials_per_job: 2, poll_interval: 1}"
+    markers = write_launcher_sweep(tmp_path, TRIAL, name="slurm-sweep", trials=8, launcher=launcher)
+    with carbs_run(tmp_path, db, env) as driver:
+        job = wait_for(marker_text(driver, markers / "victim"), 180, "a trial running in a Slurm job")
         status = subprocess.run(
             [sys.executable, "-m", "carbs.cli", "status", "--storage", str(db)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
@@ -115,9 +87,6 @@ def test_sweep_runs_as_slurm_jobs_and_a_cancelled_job_is_rerun(
         assert f"(slurm:{job})" in status.stdout
         subprocess.run(["scancel", job], env=env, check=True, timeout=60)
         out, _ = driver.communicate(timeout=300)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
     assert driver.returncode == 0, out
     trials = load_study("slurm-sweep", f"sqlite:///{db}").trials()
     summary = [(t.number, t.state.value, t.fail_kind, t.job, t.retry_of) for t in trials]
