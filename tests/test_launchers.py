@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, storage_url, wait_for
+from _storage_urls import BACKENDS, as_written_by_schema, storage_url, wait_for
 from sqlalchemy import inspect, text
 
 from carbs import LinearSpace, Param
 from carbs.launchers import LauncherError
 from carbs.launchers.slurm import check_slurm, job_script, slurm_time
 from carbs.runner.worker import RunSpec
-from carbs.storage import SCHEMA_VERSION, FailKind, Storage, TrialState, dispose_engines
+from carbs.storage import SCHEMA_VERSION, FailKind, Storage, TrialState
 from carbs.study import create_study, load_study
 from carbs.study.core import retry_candidate
 from carbs.sweep_config import (
@@ -346,16 +346,7 @@ def test_a_version_1_database_is_upgraded_in_place(backend: str, tmp_path: Path)
     with storage_url(backend, tmp_path) as url:
         study = create_study("old", url, [Param("x", LinearSpace(min=0, max=1, scale=0.25), 0.5)])
         study.tell(study.ask(), 0.5, 1.0)
-        engine = study.storage.engine
-        with engine.begin() as conn:  # what carbs wrote before schema versions 2, 3 and 4
-            conn.execute(text("DROP TABLE carbs_intermediate_values"))
-            conn.execute(text("DROP TABLE carbs_suggestion_pool"))
-            conn.execute(text("ALTER TABLE carbs_studies DROP COLUMN pool_claimed_at"))
-            conn.execute(text("ALTER TABLE carbs_studies DROP COLUMN asking_since"))
-            conn.execute(text("ALTER TABLE carbs_trials DROP COLUMN retry_of"))
-            conn.execute(text("ALTER TABLE carbs_trials DROP COLUMN job"))
-            conn.execute(text("UPDATE carbs_schema_version SET version = 1"))
-        dispose_engines()
+        as_written_by_schema(url, 1)  # what carbs wrote before schema versions 2, 3 and 4
         storage = Storage(url)
         with storage.engine.connect() as conn:
             columns = {c["name"] for c in inspect(conn).get_columns("carbs_trials")}
