@@ -116,9 +116,7 @@ def suggest_from_model(
             config.effective_min_cost_expansion_probability,
         )
         target = cost_targeting.choose_target(front_log_costs, ctx.index, log_growth, share, rng, band)
-        assert model.cost_model is not None
-        predicted = model.cost_model.predict(origins)[0]
-        gradient = candidates.log_cost_gradient(lambda X: model.cost_model.predict(X)[0], origins)  # type: ignore[union-attr]
+        predicted, gradient = model.log_cost_and_gradient(origins)
         shifted = candidates.cost_shifted(ctx.space, origins, predicted, gradient, target.log_cost, ctx.radius)
         all_origins = np.vstack([origins, shifted])
         weights = candidates.origin_weights(

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from carbs.optimizer import candidates
 from carbs.optimizer.config import OutstandingSuggestionEstimatorEnum
 from carbs.optimizer.gp import GPClassifier, GPRegressor, matern32
 
@@ -201,6 +202,7 @@ class SurrogateModel:
         # The output model given real observations only, once pending points were added.
         self._observed_output_model: GPRegressor | None = None
         self._pending_X = np.empty((0, 0))  # the pending points output_model holds guesses for
+        self._origin_costs: tuple[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] | None = None
         self.cost_model: GPRegressor | None = None
         self.pareto_model: GPRegressor | None = None
         self.failure_model: GPClassifier | None = None
@@ -251,6 +253,7 @@ class SurrogateModel:
         self._y_min = float(np.min(y))
         self._observed_output_model = None
         self._pending_X = np.empty((0, 0))
+        self._origin_costs = None
         n, dim = len(X), X.shape[1]
         prev = self.previous
         if prev is not None and prev.reusable_for(n + len(X_fail), dim):
@@ -386,6 +389,21 @@ class SurrogateModel:
         assert self.pareto_model is not None
         lo, hi = self._pareto_logcost_range
         return self.pareto_model.predict_mean(np.clip(log_cost, lo, hi)[:, None])
+
+    def log_cost_and_gradient(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted log cost ``(k,)`` at rows of ``X`` ``(k, d)`` and its gradient ``(k, d)``.
+
+        Kept for the last ``X`` asked: the suggestions of a batch shift the
+        same Pareto points, and the cost model does not change between them.
+        """
+        assert self.cost_model is not None
+        X = np.asarray(X, dtype=float)
+        key = (X.shape, X.tobytes())
+        if self._origin_costs is None or self._origin_costs[0] != key:
+            cost_model = self.cost_model
+            values = (cost_model.predict_mean(X), candidates.log_cost_gradient(cost_model.predict_mean, X))
+            self._origin_costs = (key, values)
+        return self._origin_costs[1]
 
     def predict(self, X: np.ndarray) -> SurrogatePrediction:
         """Predict every model at candidates ``X`` ``(m, d)``."""
