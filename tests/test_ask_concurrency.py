@@ -16,6 +16,7 @@ from _storage_urls import BACKENDS, storage_url
 
 import carbs.optimizer.surrogate as surrogate
 import carbs.study.core as study_module
+import carbs.study.pool as pool_module
 from benchmarks.reliability.load import PARAMS, objective, run_load
 from carbs import ObservationInParam
 from carbs.optimizer.gp import GPRegressor
@@ -84,8 +85,8 @@ def test_trials_started_or_finished_after_the_snapshot_are_pending(
 ) -> None:
     # The path of an ask that scores under the lock (the suggestion pool is
     # tested in test_suggestion_pool.py).
-    monkeypatch.setattr(Study, "_pop_fast", lambda self, *args, **kwargs: None)
-    monkeypatch.setattr(Study, "_pick_pooled", lambda self, *args, **kwargs: study_module._PoolPick())
+    monkeypatch.setattr(pool_module, "_pop_fast", lambda *args, **kwargs: None)
+    monkeypatch.setattr(pool_module, "_pick_pooled", lambda *args, **kwargs: pool_module._PoolPick())
     a = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
     _run(a, 6)
     snapshot = a._take_snapshot()
@@ -107,7 +108,7 @@ def test_a_snapshot_too_old_is_taken_again(url: str, monkeypatch: pytest.MonkeyP
     _run(a, 6)
     stale = a._take_snapshot()
     _run(load_study("s", url), 3)
-    monkeypatch.setattr(study_module, "_STALE_TRIALS", 2)
+    monkeypatch.setattr(pool_module, "_STALE_TRIALS", 2)
     taken: list[Any] = []
     real_take = Study._take_snapshot
 

@@ -26,7 +26,7 @@ from carbs.launchers.slurm import check_slurm, job_script, slurm_time
 from carbs.runner.worker import RunSpec
 from carbs.storage import SCHEMA_VERSION, FailKind, Storage, TrialState
 from carbs.study import create_study, load_study
-from carbs.study.core import retry_candidate
+from carbs.study.asking import retry_candidate
 from carbs.sweep_config import (
     Budget,
     LauncherConfig,

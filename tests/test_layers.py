@@ -161,8 +161,9 @@ def test_lower_layers_never_import_upper_ones() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["carbs.study", "carbs.study.core", "carbs.study.export", "carbs.study.optimize", "carbs.runner.worker",
-     "carbs.launchers", "carbs.launchers.slurm", "carbs.storage", "carbs.cli", "carbs"],
+    ["carbs.study", "carbs.study.core", "carbs.study.pool", "carbs.study.asking", "carbs.study.export",
+     "carbs.study.optimize", "carbs.runner.worker", "carbs.launchers", "carbs.launchers.slurm",
+     "carbs.storage", "carbs.cli", "carbs"],
 )
 def test_no_import_circle(module: str) -> None:
     assert _circle_through(_imports(), module) is None

@@ -15,7 +15,7 @@ import pytest
 from _storage_urls import BACKENDS, storage_url
 from sqlalchemy import inspect, text
 
-import carbs.study.core as study_module
+import carbs.study.pool as pool_module
 from benchmarks.reliability.load import PARAMS, objective
 from carbs import LinearSpace, Param
 from carbs.storage import SCHEMA_VERSION, Storage, TrialState, dispose_engines
@@ -128,7 +128,7 @@ def test_a_stale_pool_is_dropped_and_refilled(url: str) -> None:
     assert {r.basis for r in rows} == {40}
     assert not {json.dumps(r.params, sort_keys=True) for r in rows} & old
     # Filled to one per trial in flight (at least _POOL_MIN), less what the ask took.
-    assert study_module._pool_size(4) - 1 <= len(rows) <= study_module._pool_size(4)
+    assert pool_module._pool_size(4) - 1 <= len(rows) <= pool_module._pool_size(4)
     # The next ask takes one of the oldest fresh suggestions.
     nxt = study.ask()
     assert nxt.params in [r.params for r in rows[:16]]
@@ -199,20 +199,20 @@ def test_asks_return_before_the_refill_ends(url: str, monkeypatch: pytest.Monkey
     _finish(study, 20)
     _running(study, 3)
     release = threading.Event()
-    real = Study._refill_pool
+    real = pool_module._refill_pool
 
-    def slow(self: Study, *args: Any) -> None:
+    def slow(study: Study, *args: Any) -> None:
         assert release.wait(60)
-        real(self, *args)
+        real(study, *args)
 
-    monkeypatch.setattr(Study, "_refill_pool", slow)
+    monkeypatch.setattr(pool_module, "_refill_pool", slow)
     points = _fill(study, 2, basis=20)
     # The pool runs low: this ask takes a suggestion and starts a refill, without waiting for it.
     assert study.ask().params in points
     assert not study.wait_for_pool_refill(0.1)
     release.set()
     assert study.wait_for_pool_refill(120)
-    assert len(study.storage.pooled_suggestions(study.id)) == study_module._pool_size(4)
+    assert len(study.storage.pooled_suggestions(study.id)) == pool_module._pool_size(4)
 
 
 def test_a_resample_never_repeats_a_running_point(url: str) -> None:
@@ -259,5 +259,5 @@ def test_a_version_3_database_gains_the_pool_in_place(url: str) -> None:
     assert again.wait_for_pool_refill(120)
     # One suggestion per trial in flight (at least _POOL_MIN), less the one this ask took
     # if it took it after the refill ended.
-    assert study_module._pool_size(3) - 1 <= len(again.storage.pooled_suggestions(again.id)) <= 8
+    assert pool_module._pool_size(3) - 1 <= len(again.storage.pooled_suggestions(again.id)) <= 8
     Storage(url)  # opening an upgraded database again changes nothing

@@ -1,10 +1,12 @@
 """Studies: a CARBS search whose trials live in a database.
 
 ``core`` holds the :class:`Study` (create/load, ask/tell, results),
-``trial`` what it hands out, ``optimize`` the in-process loop behind
-:meth:`Study.optimize`, ``heartbeat`` the thread that keeps running trials
-alive, and ``export`` the CSV/JSON/DataFrame views. Each module imports only
-those listed before it, so the package has no import circles.
+``pool`` its suggestion pool for many workers asking at once, ``asking``
+the budget and retry rules every ask applies, ``trial`` what it hands out,
+``optimize`` the in-process loop behind :meth:`Study.optimize`,
+``heartbeat`` the thread that keeps running trials alive, and ``export``
+the CSV/JSON/DataFrame views. ``core`` imports ``pool`` and ``pool`` only
+names ``Study`` in annotations, so the package has no import circles.
 """
 
 from carbs.storage import StudyExistsError, StudyNotFoundError, TrialStateError

@@ -18,8 +18,8 @@ the study's *suggestion pool*: suggestions one process made ahead of time
 from one fit, each with the running trials and the others as pending points,
 stored with the observation count they were made from. Taking one is a short
 transaction with no model work; the pool is refilled in the background by
-one process when it runs low or half-way to stale. A study asked by one
-process at a time never uses it.
+one process when it runs low or half-way to stale (see ``carbs.study.pool``).
+A study asked by one process at a time never uses it.
 
 Example::
 
@@ -37,14 +37,10 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -60,7 +56,6 @@ from carbs.optimizer.types import (
     SUGGESTION_ID_DICT_KEY,
     ObservationInParam,
     ParetoPoint,
-    SuggestionInBasic,
 )
 from carbs.stopping import (
     Curve,
@@ -73,7 +68,6 @@ from carbs.stopping import (
 from carbs.storage import (
     FailKind,
     IntermediateValue,
-    PooledSuggestion,
     Storage,
     StudyExistsError,
     StudyNotFoundError,
@@ -82,6 +76,24 @@ from carbs.storage import (
     TrialState,
     TrialStateError,
     utcnow,
+)
+from carbs.study.asking import (
+    _add_rerun,
+    _AskRequest,
+    _cost_left,
+    _lineage,
+    budget_exhausted,
+    retry_candidate,
+)
+from carbs.study.pool import (
+    _add_pending,
+    _ask_pooled,
+    _definition_digest,
+    _restore_pending,
+    _Snapshot,
+    _stale_limit,
+    _start_refill,
+    _wait_for_refill,
 )
 from carbs.study.trial import (
     BudgetExhausted,
@@ -112,31 +124,6 @@ __all__ = [
 _DUPLICATE_RETRIES = 8
 # A process searching the shared hyperparameters holds the claim this long at most.
 _REFIT_CLAIM_SECONDS = 60.0
-# Trials finished since an ask's snapshot that its models may treat as pending
-# (beyond, the snapshot is taken again): this many, or this share of the observations.
-_STALE_TRIALS = 16
-_STALE_SHARE = 0.1
-# The suggestion pool (see Study.ask): a process holds the claim of its refill
-# this long at most; it writes the suggestions it makes in chunks of this many,
-# so that askers need not wait for the whole batch; the pool holds about one
-# suggestion per RUNNING trial, within these bounds.
-_POOL_CLAIM_SECONDS = 60.0
-_POOL_CHUNKS = (2, 4, 8)  # the first chunks are small: askers are waiting for them
-_POOL_MIN = 8
-_POOL_MAX = 64
-_POOL_ROUNDS = 4  # fits one refill makes at most before it lets another process claim
-# An ask that finds the pool empty while another process fills it waits for
-# it (reading the pool's size every 0.2 s at first, every second at most)
-# while the pool grows, this long at most, and suggests alone once it has
-# not grown for _POOL_STALL_SECONDS (the filling process may be stuck or starved).
-_POOL_WAIT_SECONDS = 20.0
-_POOL_STALL_SECONDS = 10.0
-_POOL_POLL_SECONDS = (0.2, 1.0)
-# Orders the rows concurrent asks try first (its own generator: the caller's
-# global random state is left alone).
-_CHOICE_ORDER = random.Random()
-# An ask begun while no trial ran, and not finished since this long, is gone.
-_ASKING_SECONDS = 30.0
 # Default heartbeat settings of Study.optimize.
 _OPTIMIZE_HEARTBEAT_INTERVAL = 10.0
 _OPTIMIZE_HEARTBEAT_GRACE = 60.0
@@ -330,182 +317,6 @@ def estimate_saved(trials: Sequence[TrialRecord], last_steps: Mapping[int, int])
             full = median_cost
         saved += max(full - t.cost, 0.0)
     return saved
-
-
-def _lineage(trials_by_number: Mapping[int, TrialRecord], number: int) -> tuple[int, int]:
-    """(first trial of the point, attempt) of trial ``number`` by following ``retry_of``."""
-    attempt, seen = 0, set()
-    trial = trials_by_number.get(number)
-    while trial is not None and trial.retry_of is not None and trial.number not in seen:
-        seen.add(trial.number)
-        attempt += 1
-        number = trial.retry_of
-        trial = trials_by_number.get(number)
-    return number, attempt
-
-
-def _add_rerun(
-    locked: Any, again: TrialRecord, worker: str, heartbeat_grace: float | None, job: str | None
-) -> TrialRecord:
-    """Inside the study lock: add the trial that runs ``again``'s point once more (its lineage kept)."""
-    record: TrialRecord = locked.add_trial(
-        dict(again.params),
-        worker=worker,
-        heartbeat_grace=heartbeat_grace,
-        suggestion_kind="retry",
-        retry_of=again.number,
-        job=job,
-    )
-    logger.info("trial %d re-runs trial %d (%s)", record.number, again.number, again.fail_kind)
-    return record
-
-
-def retry_candidate(trials: Sequence[TrialRecord], policy: RetryPolicy | None) -> TrialRecord | None:
-    """The oldest failed trial that the policy re-runs and that nobody re-ran yet."""
-    if policy is None or policy.max_retries <= 0:
-        return None
-    by_number = {t.number: t for t in trials}
-    retried = {t.retry_of for t in trials if t.retry_of is not None}
-    for trial in trials:
-        if (
-            trial.state == TrialState.FAILED
-            and trial.fail_kind is not None
-            and trial.fail_kind.value in policy.on
-            and trial.number not in retried
-            and _lineage(by_number, trial.number)[1] < policy.max_retries
-        ):
-            return trial
-    return None
-
-
-def budget_exhausted(trials: Sequence[TrialRecord], budget: Budget | None) -> str | None:
-    """Why a study-wide budget is spent (trials or cost), or ``None`` if it is not."""
-    if budget is None:
-        return None
-    used = sum(1 for t in trials if t.state == TrialState.RUNNING or t.is_informative)
-    return _budget_reason(used, sum(t.cost for t in trials if t.cost is not None), budget)
-
-
-def _budget_reason(used: int, spent: float, budget: Budget) -> str | None:
-    """:func:`budget_exhausted` from the counted trials and the summed cost."""
-    if budget.max_trials is not None and used >= budget.max_trials:
-        whole = "; the budget counts the whole study, earlier runs included" if used > budget.max_trials else ""
-        return f"trial budget reached ({used}/{budget.max_trials} trials{whole})"
-    if budget.max_cost is not None and spent >= budget.max_cost:
-        whole = "; the budget counts the whole study, earlier runs included" if spent > budget.max_cost else ""
-        return f"cost budget reached ({spent:.6g}/{budget.max_cost:.6g}{whole})"
-    return None
-
-
-def _cost_left(trials: Sequence[TrialRecord], budget: Budget | None, cost_left: float | None) -> float | None:
-    """The smaller of the study's cost budget left and the caller's (``None`` without either)."""
-    return _cost_left_of(sum(t.cost for t in trials if t.cost is not None), budget, cost_left)
-
-
-def _cost_left_of(spent: float, budget: Budget | None, cost_left: float | None) -> float | None:
-    """:func:`_cost_left` from the summed cost of the study's trials."""
-    left = [] if cost_left is None else [cost_left]
-    if budget is not None and budget.max_cost is not None:
-        left.append(budget.max_cost - spent)
-    return min(left) if left else None
-
-
-def _stale_limit(basis: int) -> float:
-    """Observations that may arrive after models saw ``basis`` before their use is too stale."""
-    return max(_STALE_TRIALS, _STALE_SHARE * basis)
-
-
-def _is_stale(basis: int, observations: int) -> bool:
-    """Whether a suggestion made from ``basis`` observations is too old when there are ``observations``."""
-    return observations < basis or observations - basis > _stale_limit(basis)
-
-
-def _pool_size(running: int) -> int:
-    """How many suggestions a refill brings the pool to with ``running`` trials in flight."""
-    return min(_POOL_MAX, max(_POOL_MIN, running))
-
-
-@dataclass
-class _PoolPick:
-    """What the pooled part of an ask found: a trial (or why none), and the pool's state."""
-
-    record: TrialRecord | None = None
-    reason: str | None = None
-    # Other workers are asking or running trials: the pool is used and kept filled.
-    concurrent: bool = False
-    running: int = 0  # RUNNING trials, the new one included
-    left: int = 0  # usable suggestions left in the pool
-    unusable: int = 0  # fresh suggestions over this caller's cost cap
-    age: int = 0  # observations since the newest usable suggestion was made
-    observations: int = 0
-
-    @property
-    def refill_due(self) -> bool:
-        """Whether the pool should be refilled now: the study is asked concurrently,
-        and its pool is short of suggestions or half-way to stale."""
-        if not self.concurrent:
-            return False
-        low = self.left < max(2, _pool_size(self.running) // 2)
-        return low or 2 * self.age > _stale_limit(self.observations - self.age)
-
-
-@dataclass
-class _Snapshot:
-    """An optimizer built from the trials as they were, its surrogates fitted."""
-
-    optimizer: CARBS
-    observed: frozenset[int]  # numbers of the trials it holds as observations
-
-
-def _definition_digest(params: Any, direction: int, settings: Any) -> str:
-    """A digest of a study's space, direction and settings (pooled suggestions are made for one)."""
-    text = json.dumps([params, direction, settings], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _add_pending(opt: CARBS, points: Sequence[Mapping[str, Any]], prefix: str) -> None:
-    """Make ``points`` (parameter dicts) pending suggestions of ``opt``; those outside its space are left out."""
-    for i, point in enumerate(points):
-        try:
-            basic = opt.search_space.to_basic(dict(point))
-        except SpaceError:
-            continue
-        opt.outstanding_suggestions[f"{prefix}-{i}"] = SuggestionInBasic(basic)
-
-
-def _private_copy(opt: CARBS) -> CARBS:
-    """A copy of a fitted optimizer that another thread can suggest from while ``opt`` is used.
-
-    The observations are shared (neither copy changes them); the fitted
-    models are copied, since conditioning on pending points changes them.
-    """
-    with opt._lock:
-        twin = copy.copy(opt)  # through __getstate__: a lock of its own, no fit cache
-        twin._fit_cache = copy.deepcopy(opt._fit_cache)
-    twin.outstanding_suggestions = {}
-    return twin
-
-
-def _restore_pending(
-    opt: CARBS, trials: Sequence[TrialRecord], is_pending: Callable[[TrialRecord], bool]
-) -> None:
-    """Make the trials ``is_pending`` selects pending suggestions of ``opt``, and set its counters.
-
-    The counters continue the optimizer's random stream and resample schedule
-    where a long-lived optimizer would be after handing out these trials.
-    Trials whose parameters no longer fit the space are left out.
-    """
-    space = opt.search_space
-    for trial in trials:
-        if not is_pending(trial):
-            continue
-        try:
-            basic = space.to_basic(trial.params)
-        except SpaceError:
-            continue
-        opt.outstanding_suggestions[f"trial-{trial.number}"] = SuggestionInBasic(basic)
-    opt.suggestion_count = len(trials)
-    opt.resample_count = sum(1 for t in trials if t.suggestion_kind == "resample")
 
 
 class Study:
@@ -809,107 +620,9 @@ class Study:
             self._snapshot = snapshot
         return snapshot
 
-    def _start_refill(self, definition: str, budget: Budget | None, cost_left: float | None) -> None:
-        """Refill the suggestion pool in a background thread, so that this ask returns at once.
-
-        The caller's trial is stored already; the refill runs while it does.
-        A process that exits meanwhile leaves what was stored so far, and its
-        claim expires after ``_POOL_CLAIM_SECONDS``.
-        """
-        with self._ask_lock:
-            if self._refill_thread is not None and self._refill_thread.is_alive():
-                return
-
-            def run() -> None:
-                try:
-                    self._refill_pool(definition, budget, cost_left)
-                except Exception as e:  # the trials are stored: a failed refill only costs speed
-                    logger.warning("study %r: the suggestion pool was not refilled: %s", self.name, e)
-
-            thread = threading.Thread(target=run, name=f"carbs-pool-{self.name}", daemon=True)
-            self._refill_thread = thread
-        thread.start()
-
     def wait_for_pool_refill(self, timeout: float | None = None) -> bool:
         """Wait until this process's refill of the suggestion pool (if any) is done; ``False`` on timeout."""
-        thread = self._refill_thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def _refill_pool(self, definition: str, budget: Budget | None, cost_left: float | None) -> None:
-        """Fill the study's suggestion pool for the next asks, if no other process is doing it.
-
-        Outside the study lock: one snapshot's models make the suggestions one
-        after the other, each with the RUNNING trials, the pool's other
-        suggestions and the ones before it pending (so that they spread out as
-        a batch does), under this caller's cost caps (each ask checks its own
-        again). They are stored in chunks, with the observation count they
-        were made from, so that askers can take the first ones at once.
-        """
-        if not self.storage.claim_pool_refill(self.id, _POOL_CLAIM_SECONDS):
-            return
-        try:
-            stored = self.storage.get_study(self.name)
-            if _definition_digest(stored.params, stored.direction, stored.settings) != definition:
-                return  # this process's definition is out of date: leave the pool to others
-            # While asks keep the pool short, go on with models fitted anew each
-            # time the trials finished meanwhile make the last ones stale.
-            for _ in range(_POOL_ROUNDS):
-                trials = self.trials()
-                snapshot = self._take_snapshot(trials)
-                basis = len(snapshot.observed)
-                finished = sum(1 for t in trials if t.state != TrialState.RUNNING)
-                kept: list[PooledSuggestion] = []
-                gone: list[PooledSuggestion] = []
-                for p in self.storage.pooled_suggestions(self.id):
-                    ok = p.definition == definition and not _is_stale(p.basis, basis)
-                    (kept if ok else gone).append(p)
-                self.storage.drop_suggestions(self.id, [p.id for p in gone])
-                left = _cost_left(trials, budget, cost_left)
-                # Continue the random stream and the resample schedule past the
-                # trials and the pooled suggestions that will become trials.
-                counts = (
-                    len(trials) + len(kept),
-                    sum(1 for t in trials if t.suggestion_kind == "resample")
-                    + sum(1 for p in kept if p.suggestion_kind == "resample"),
-                )
-                opt = _private_copy(snapshot.optimizer)
-                _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING)
-                _add_pending(opt, [p.params for p in kept], "pool")
-                opt.suggestion_count, opt.resample_count = counts
-                opt.set_cost_budget(left)
-                made = 0
-                stale = False
-                for i in range(4 * _POOL_MAX):  # a bound; the pool is full long before
-                    # The target follows the trials in flight, which grow as
-                    # waiting askers take the first suggestions.
-                    rows, _ = self.storage.pool_state(self.id)
-                    states = self.storage.state_counts(self.id)
-                    done = sum(n for state, n in states.items() if state != TrialState.RUNNING)
-                    wanted = _pool_size(states[TrialState.RUNNING]) - rows
-                    if wanted <= 0:
-                        break
-                    if _is_stale(finished, done):
-                        stale = True  # the models are too old now: fit anew and go on
-                        break
-                    chunk: list[tuple[dict[str, Any], str | None, float | None]] = []
-                    for _ in range(min(_POOL_CHUNKS[min(i, len(_POOL_CHUNKS) - 1)], wanted)):
-                        out = opt.suggest()  # remembered: the next ones steer away from it
-                        params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
-                        kind = out.log.get("suggestion_kind")
-                        upper = out.log.get("suggestion_meta/cost_upper_estimate")
-                        chunk.append((params, None if kind is None else str(kind),
-                                      None if upper is None else float(upper)))
-                    self.storage.add_suggestions(self.id, definition, basis, chunk)
-                    self.storage.claim_pool_refill(self.id, 0.0)  # still at it: renew the claim
-                    made += len(chunk)
-                logger.debug("study %r: %d suggestions pooled from %d observations", self.name, made, basis)
-                if not stale:
-                    break
-        finally:
-            self.storage.release_pool_claim(self.id)
+        return _wait_for_refill(self, timeout)
 
     def _share_hyperparameters(self, opt: CARBS) -> bool:
         """Give ``opt`` the study's shared hyperparameters; ``True`` if this process must
@@ -951,7 +664,7 @@ class Study:
         if not snapshot.observed <= current:
             return None
         new = current - snapshot.observed
-        if len(new) > max(_STALE_TRIALS, _STALE_SHARE * len(snapshot.observed)):
+        if len(new) > _stale_limit(len(snapshot.observed)):
             return None
         opt = snapshot.optimizer
         opt.outstanding_suggestions = {}
@@ -1009,304 +722,39 @@ class Study:
 
         While other trials are running, the point is taken from the study's
         suggestion pool when it holds a usable one (made by one process for
-        many asks, see :meth:`_refill_pool`): a short transaction, no model
+        many asks, see :mod:`carbs.study.pool`): a short transaction, no model
         work. Otherwise the models are fitted before taking the study's lock;
         inside it, every RUNNING trial (and every trial finished meanwhile) is
         a pending suggestion of the optimizer, so two calls never hand out the
         same point while it is running. A study asked by one process at a time
         never uses the pool: it suggests from all its data, as it always did.
         """
-        worker = worker or default_worker_name()
-        definition = self._definition()
-
-        def pop() -> _PoolPick:
-            fast = self._pop_fast(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
-            if fast is not None:
-                return fast
-            return self.storage.locked_study(
-                self.id,
-                lambda locked: self._pick_pooled(
-                    locked, definition, worker, heartbeat_grace, budget, cost_left, retries, job
-                ),
-            )
-
-        pooled = pop()
-        path = "pool"
-        if pooled.record is None and pooled.reason is None and pooled.concurrent and not pooled.unusable:
-            # Other workers ask too and the pool is empty: one process fills it
-            # (perhaps this one, in the background) and this ask takes the
-            # first suggestion it stores, rather than fitting models of its own.
-            self._start_refill(definition, budget, cost_left)
-            pooled = self._wait_for_pool(pop, pooled, (definition, budget, cost_left))
-            path = "pool after waiting"
-            if pooled.record is None and pooled.reason is None and pooled.concurrent and not pooled.unusable:
-                pooled = self._ask_own(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
-                path = "own, outside the lock"
+        request = _AskRequest(
+            self._definition(), worker or default_worker_name(), heartbeat_grace, budget, cost_left,
+            retries, job,
+        )
+        pooled, path = _ask_pooled(self, request)
         if pooled.reason is not None:
             raise BudgetExhausted(pooled.reason)
         record = pooled.record
         if record is None:
-            record = self._ask_models(definition, worker, heartbeat_grace, budget, cost_left, retries, job)
+            record = self._ask_models(request)
             path = "scored under the lock"
         # How the last ask was served (read by the load benchmark).
         self._last_ask_path = path
         if pooled.refill_due:
-            self._start_refill(definition, budget, cost_left)
-        logger.debug("study %r: trial %d handed to %s", self.name, record.number, worker)
+            _start_refill(self, request)
+        logger.debug("study %r: trial %d handed to %s", self.name, record.number, request.worker)
         return self._trial(record)
-
-    def _ask_own(
-        self,
-        definition: str,
-        worker: str,
-        heartbeat_grace: float | None,
-        budget: Budget | None,
-        cost_left: float | None,
-        retries: RetryPolicy | None,
-        job: str | None,
-    ) -> _PoolPick:
-        """A suggestion of this ask's own, made entirely outside the study lock, then
-        stored in a short locked transaction (as a pooled one would be).
-
-        It sees the trials running when it read them, those finished since its
-        snapshot and the pool as pending, not those started while it was made:
-        the same staleness a pooled suggestion has. Inside the lock it is checked against every running
-        point and the caller's cost cap; if it fails, the ask suggests under
-        the lock instead.
-        """
-        trials = self.trials()
-        snapshot = self._take_snapshot(trials)
-        pool = [p.params for p in self.storage.pooled_suggestions(self.id) if p.definition == definition]
-        with self._ask_lock:
-            opt = self._snapshot_view(snapshot, trials, pool)
-            if opt is None:  # much finished since its snapshot was taken: suggest under the lock
-                return _PoolPick()
-            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left), opt)
-            own = (params, kind, self._last_cost_upper)
-        return self.storage.locked_study(
-            self.id,
-            lambda locked: self._pick_pooled(
-                locked, definition, worker, heartbeat_grace, budget, cost_left, retries, job, own
-            ),
-        )
-
-    def _wait_for_pool(
-        self, pop: Callable[[], _PoolPick], pooled: _PoolPick, refill: tuple[str, Budget | None, float | None]
-    ) -> _PoolPick:
-        """Wait while another process fills the empty pool, then take a suggestion from it.
-
-        Returns the last pick: without a trial when nobody fills the pool, when
-        what it holds does not suit this caller, or after ``_POOL_WAIT_SECONDS``.
-        """
-        start = time.monotonic()
-        progress, seen = start, -1
-        interval = _POOL_POLL_SECONDS[0]
-        while time.monotonic() - start < _POOL_WAIT_SECONDS and time.monotonic() - progress < _POOL_STALL_SECONDS:
-            time.sleep(interval)
-            interval = min(interval * 1.5, _POOL_POLL_SECONDS[1])
-            rows, claimed_at = self.storage.pool_state(self.id)
-            own = self._refill_thread
-            filling = (own is not None and own.is_alive()) or (
-                claimed_at is not None and (utcnow() - claimed_at).total_seconds() < _POOL_CLAIM_SECONDS
-            )
-            if rows != seen:
-                progress, seen = time.monotonic(), rows
-            if rows == 0:
-                if filling:
-                    continue
-                # The refill ended (its models went stale): start the next one.
-                self._start_refill(*refill)
-                continue
-            pooled = pop()
-            if pooled.record is not None or pooled.reason is not None or not pooled.concurrent:
-                return pooled
-            if pooled.unusable or not filling:
-                return pooled  # what it holds is not for this caller, and nothing else is coming
-            # Other askers took what was there: wait for the next chunk.
-            interval = _POOL_POLL_SECONDS[0]
-        return pooled
 
     def _definition(self) -> str:
         """A digest of what makes suggestions valid: the space, the direction and the settings."""
         record = self._record
         return _definition_digest(record.params, record.direction, record.settings)
 
-    def _pop_fast(
-        self,
-        definition: str,
-        worker: str,
-        heartbeat_grace: float | None,
-        budget: Budget | None,
-        cost_left: float | None,
-        retries: RetryPolicy | None,
-        job: str | None,
-    ) -> _PoolPick | None:
-        """A pooled suggestion chosen from a read made without the study lock, then stored
-        under it with one delete and one insert (see ``Storage.take_suggestion``).
-
-        ``None`` when the full locked pick is needed: no trial is running, a
-        budget or a retry policy applies, or a running trial's heartbeat is
-        overdue (the locked pick reaps it).
-        """
-        if budget is not None or (retries is not None and retries.max_retries > 0):
-            return None
-        for _ in range(3):  # asks taking the same rows at once: read again
-            pick = self._pop_fast_once(definition, worker, heartbeat_grace, cost_left, job)
-            if pick is None or pick.record is not None or pick.left == 0:
-                return pick
-        return pick
-
-    def _pop_fast_once(
-        self,
-        definition: str,
-        worker: str,
-        heartbeat_grace: float | None,
-        cost_left: float | None,
-        job: str | None,
-    ) -> _PoolPick | None:
-        """One attempt of :meth:`_pop_fast`."""
-        running, rows, observations = self.storage.pool_snapshot(self.id)
-        if not running:
-            return None
-        now = utcnow()
-        for t in running:
-            last = t.heartbeat_at or t.started_at
-            if t.heartbeat_grace is not None and (now - last).total_seconds() > t.heartbeat_grace:
-                return None
-        cap = None if cost_left is None else max(cost_left, 0.0) * self.settings.max_budget_fraction
-        points = [t.params for t in running]
-        drop: list[int] = []
-        usable = []
-        unusable = 0
-        for row in rows:
-            if row.definition != definition:
-                continue  # this process may be the one out of date: leave them
-            if _is_stale(row.basis, observations) or row.params in points:
-                drop.append(row.id)
-            elif cap is not None and (row.cost_upper is None or row.cost_upper > cap):
-                unusable += 1
-            else:
-                usable.append(row)
-        self.storage.drop_suggestions(self.id, drop)
-        record = None
-        if usable:
-            # A few choices among the oldest, in a random order, so that asks
-            # reading the pool at the same moment mostly try different rows.
-            choices = usable[:16]
-            _CHOICE_ORDER.shuffle(choices)
-            record = self.storage.take_suggestion(
-                self.id, choices[:4], worker=worker, heartbeat_grace=heartbeat_grace, job=job
-            )
-        newest = max((row.basis for row in usable), default=observations)
-        return _PoolPick(
-            record=record,
-            concurrent=True,
-            running=len(running) + (record is not None),
-            left=max(len(usable) - 1, 0) if record is not None else len(usable),
-            unusable=unusable,
-            age=observations - newest,
-            observations=observations,
-        )
-
-    def _pick_pooled(
-        self,
-        locked: Any,
-        definition: str,
-        worker: str,
-        heartbeat_grace: float | None,
-        budget: Budget | None,
-        cost_left: float | None,
-        retries: RetryPolicy | None,
-        job: str | None,
-        own: tuple[dict[str, Any], str | None, float | None] | None = None,
-    ) -> _PoolPick:
-        """Inside the study lock, without reading every trial: the budget, a retry, or a
-        pooled suggestion (``own``, if given) that is fresh, within the cost caps and not
-        a running point."""
-        locked.reap_stale()
-        running = locked.running_trials()
-        spent = 0.0
-        if budget is not None:
-            used, spent = locked.budget_usage()
-            reason = _budget_reason(used, spent, budget)
-            if reason is not None:
-                return _PoolPick(reason=reason)
-        if retries is not None and retries.max_retries > 0:
-            again = retry_candidate(locked.retry_trials(), retries)
-            if again is not None:
-                return _PoolPick(record=_add_rerun(locked, again, worker, heartbeat_grace, job))
-        if not running:
-            since = locked.asking_since
-            if since is None or (utcnow() - since).total_seconds() > _ASKING_SECONDS:
-                # Asked one at a time (so far): the models suggest from all the
-                # data, as for a single worker, and the ask says it is under way.
-                locked.set_asking_since(utcnow())
-                return _PoolPick()
-        study = locked.study
-        if _definition_digest(study.params, study.direction, study.settings) != definition:
-            return _PoolPick()  # this process's definition is out of date: no pool
-        left = _cost_left_of(spent, budget, cost_left)
-        cap = None if left is None else max(left, 0.0) * self.settings.max_budget_fraction
-        points = [t.params for t in running]
-        if own is not None:
-            params, kind, upper = own
-            if params in points or (cap is not None and (upper is None or upper > cap)):
-                return _PoolPick()  # suggest under the lock instead
-            record = locked.add_trial(
-                dict(params), worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind, job=job
-            )
-            return _PoolPick(record=record, concurrent=True, running=len(running) + 1)
-        rows, count = locked.pool_and_observations()
-        observations = count or 0
-        drop: list[int] = []
-        chosen = None
-        usable = unusable = 0
-        newest = None
-        for row in rows:
-            if row.definition != definition or _is_stale(row.basis, observations) or row.params in points:
-                drop.append(row.id)
-                continue
-            if cap is not None and (row.cost_upper is None or row.cost_upper > cap):
-                unusable += 1
-                continue  # over this caller's budget; another may take it
-            newest = row.basis if newest is None else max(newest, row.basis)
-            if chosen is None:
-                chosen = row
-            else:
-                usable += 1
-        record = None
-        if chosen is not None:
-            drop.append(chosen.id)
-        locked.remove_suggestions(drop)
-        if chosen is not None:
-            record = locked.add_trial(
-                dict(chosen.params),
-                worker=worker,
-                heartbeat_grace=heartbeat_grace,
-                suggestion_kind=chosen.suggestion_kind,
-                job=job,
-            )
-        return _PoolPick(
-            record=record,
-            concurrent=True,
-            running=len(running) + (record is not None),
-            left=usable,
-            unusable=unusable,
-            age=observations - (newest if newest is not None else observations),
-            observations=observations,
-        )
-
-    def _ask_models(
-        self,
-        definition: str,
-        worker: str,
-        heartbeat_grace: float | None,
-        budget: Budget | None,
-        cost_left: float | None,
-        retries: RetryPolicy | None,
-        job: str | None,
-    ) -> TrialRecord:
+    def _ask_models(self, request: _AskRequest) -> TrialRecord:
         """The models' suggestion for this ask alone: fitted outside the lock, scored inside."""
+        budget = request.budget
         snapshot: _Snapshot | None = None
 
         def pick(locked: Any) -> tuple[TrialRecord | None, str | None]:
@@ -1316,19 +764,20 @@ class Study:
             reason = budget_exhausted(trials, budget)
             if reason is not None:
                 return None, reason
-            again = retry_candidate(trials, retries)
+            again = retry_candidate(trials, request.retries)
             if again is not None:
-                return _add_rerun(locked, again, worker, heartbeat_grace, job), None
+                return _add_rerun(locked, again, request), None
             pool = []
             if any(t.state == TrialState.RUNNING for t in trials):
                 # Pooled suggestions will be handed out too: steer away from them.
-                pool = [p.params for p in locked.pooled_suggestions() if p.definition == definition]
+                pool = [p.params for p in locked.pooled_suggestions() if p.definition == request.definition]
             opt = None if snapshot is None else self._snapshot_view(snapshot, trials, pool)
             if opt is None and snapshot is not None:
                 return None, None  # too much finished since the snapshot: take another
-            params, kind = self._suggest(trials, _cost_left(trials, budget, cost_left), opt, pool)
+            params, kind = self._suggest(trials, _cost_left(trials, budget, request.cost_left), opt, pool)
             record = locked.add_trial(
-                params, worker=worker, heartbeat_grace=heartbeat_grace, suggestion_kind=kind, job=job
+                params, worker=request.worker, heartbeat_grace=request.heartbeat_grace,
+                suggestion_kind=kind, job=request.job,
             )
             return record, None
 
