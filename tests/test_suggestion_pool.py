@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, storage_url
+from _storage_urls import BACKENDS, as_written_by_schema, storage_url
 from sqlalchemy import inspect, text
 
 import carbs.study.pool as pool_module
@@ -239,12 +239,7 @@ def test_a_resample_never_repeats_a_running_point(url: str) -> None:
 def test_a_version_3_database_gains_the_pool_in_place(url: str) -> None:
     study = create_study("old", url, params=PARAMS, settings=MODEL_SETTINGS)
     _finish(study, 12)
-    with study.storage.engine.begin() as conn:  # what carbs wrote with schema version 3
-        conn.execute(text("DROP TABLE carbs_suggestion_pool"))
-        conn.execute(text("ALTER TABLE carbs_studies DROP COLUMN pool_claimed_at"))
-        conn.execute(text("ALTER TABLE carbs_studies DROP COLUMN asking_since"))
-        conn.execute(text("UPDATE carbs_schema_version SET version = 3"))
-    dispose_engines()
+    as_written_by_schema(url, 3)
     storage = Storage(url)
     with storage.engine.connect() as conn:
         columns = {c["name"] for c in inspect(conn).get_columns("carbs_studies")}
