@@ -102,8 +102,8 @@ from carbs.study.trial import (
     Trial,
     default_worker_name,
     direction_sign,
+    trial_observation,
 )
-from carbs.study.trial import trial_observation as _as_observation
 from carbs.sweep_config import Budget, RetryPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -562,7 +562,7 @@ class Study:
         """:meth:`observations` with the trial number of each."""
         out = []
         for trial in self.trials([TrialState.COMPLETE, TrialState.FAILED]):
-            obs = _as_observation(trial)
+            obs = trial_observation(trial)
             if obs is not None:
                 out.append((trial.number, obs))
         return out
@@ -580,7 +580,7 @@ class Study:
         space = opt.search_space
         observations = []
         for trial in trials:
-            obs = _as_observation(trial)
+            obs = trial_observation(trial)
             if obs is None:
                 continue
             try:
@@ -601,7 +601,7 @@ class Study:
         ``trials``, just read), fitted."""
         if trials is None:
             trials = self.trials()
-        observed = frozenset(t.number for t in trials if _as_observation(t) is not None)
+        observed = frozenset(t.number for t in trials if trial_observation(t) is not None)
         with self._ask_lock:
             cached = self._snapshot
         if cached is not None and cached.observed == observed:
@@ -660,7 +660,7 @@ class Study:
         """Inside the lock: the snapshot's optimizer with every RUNNING trial, every trial
         finished since the snapshot and the ``pool``'s points as pending; ``None`` if the
         snapshot is too old to use."""
-        current = {t.number for t in trials if _as_observation(t) is not None}
+        current = {t.number for t in trials if trial_observation(t) is not None}
         if not snapshot.observed <= current:
             return None
         new = current - snapshot.observed
