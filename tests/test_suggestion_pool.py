@@ -256,3 +256,85 @@ def test_a_version_3_database_gains_the_pool_in_place(url: str) -> None:
     # if it took it after the refill ended.
     assert pool_module._pool_size(3) - 1 <= len(again.storage.pooled_suggestions(again.id)) <= 8
     Storage(url)  # opening an upgraded database again changes nothing
+
+
+def _request(study: Study) -> Any:
+    from carbs.study.asking import _AskRequest
+
+    return _AskRequest(definition=study._definition(), worker="w", heartbeat_grace=None, budget=None,
+                       cost_left=None, retries=None, job=None)
+
+
+def test_an_ask_under_way_lets_others_take_from_the_pool_without_the_lock(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers starting together: nothing runs yet, but one ask is under way (or a
+    # refill is claimed). The others must not queue for the study lock to learn it.
+    from carbs.storage import utcnow
+
+    study = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    storage = study.storage
+    _finish(study, 20)
+    points = _fill(study, 4, basis=20)
+    request = _request(study)
+    assert pool_module._pop_fast(study, request) is None  # perhaps one process: the locked pick decides
+    storage.locked_study(study.id, lambda locked: locked.set_asking_since(utcnow()))
+
+    def no_lock(*args: Any) -> Any:
+        raise AssertionError("the study lock was taken")
+
+    real_locked = storage.locked_study
+    monkeypatch.setattr(storage, "locked_study", no_lock)
+    pick = pool_module._pop_fast(study, request)
+    assert pick is not None and pick.record is not None and pick.record.params in points
+    monkeypatch.setattr(storage, "locked_study", real_locked)
+    storage.locked_study(study.id, lambda locked: locked.set_asking_since(None))
+    storage.locked_study(study.id, lambda locked: locked.add_trial({"x": 0.9, "lr": 0.9}))  # then it ran
+    storage.finish_trial(study.id, pick.record.number, state=TrialState.COMPLETE, output=1.0, cost=1.0)
+    assert storage.claim_pool_refill(study.id, ttl=60.0)
+    monkeypatch.setattr(storage, "locked_study", no_lock)
+    again = pool_module._pop_fast(study, request, waiting=True)
+    assert again is not None and again.record is not None and again.record.params in points
+
+
+def test_a_locked_pick_on_an_empty_pool_claims_the_refill(url: str) -> None:
+    study = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    storage = study.storage
+    _finish(study, 20)
+    _running(study, 2)
+    request = _request(study)
+    first = storage.locked_study(study.id, lambda locked: pool_module._pick_pooled(study, locked, request))
+    assert first.empty and first.claimed
+    assert storage.pool_state(study.id)[1] is not None
+    second = storage.locked_study(study.id, lambda locked: pool_module._pick_pooled(study, locked, request))
+    assert second.empty and not second.claimed  # one process fills the pool
+    # The claimed refill runs without claiming again, and releases the claim at its end.
+    pool_module._refill_pool(study, request, claimed=True)
+    assert len(storage.pooled_suggestions(study.id)) >= pool_module._POOL_MIN
+    assert storage.pool_state(study.id)[1] is None
+
+
+def test_an_ask_whose_suggestion_was_taken_waits_for_the_next_one(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Asks racing for the first rows of a refill: one that lost the race keeps
+    # waiting (and starts the next refill if need be) instead of fitting models
+    # of its own while the pool is being filled.
+    study = create_study("s", url, params=PARAMS, settings=MODEL_SETTINGS)
+    _finish(study, 20)
+    _running(study, 2)
+    monkeypatch.setattr(pool_module, "_POOL_POLL_SECONDS", (0.01, 0.02))
+    request = _request(study)
+    points = _fill(study, 1, basis=20)
+    lost = pool_module._PoolPick(concurrent=True, running=3)
+    calls = []
+
+    def pop() -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            return lost  # another ask took the row first
+        return pool_module._pop_fast(study, request, waiting=True)
+
+    pick = pool_module._wait_for_pool(study, request, pop, lost)
+    assert pick.record is not None and pick.record.params in points
+    assert len(calls) == 2

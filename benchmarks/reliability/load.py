@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from carbs import LinearSpace, LogSpace, Param
+from carbs.optimizer.types import SUGGESTION_ID_DICT_KEY
 from carbs.storage import (
     Storage,
     StorageError,
@@ -40,7 +41,7 @@ from carbs.storage import (
     TrialStateError,
     dispose_engines,
 )
-from carbs.study import create_study, load_study
+from carbs.study import Study, create_study, load_study
 
 T = TypeVar("T")
 
@@ -211,6 +212,19 @@ def seed_finished_trials(url: str, study_name: str, n: int, seed: int = 0) -> No
         storage.finish_trial(study.id, record.number, state=TrialState.COMPLETE, output=output, cost=cost)
 
 
+def fill_pool(study: Study, n: int) -> None:
+    """Store ``n`` suggestions of one batch in the study's suggestion pool, with the
+    observation count and cost estimates a refill stores."""
+    opt = study.build_optimizer()
+    basis = opt.observation_count
+    chunk = []
+    for out in opt.suggest_batch(n):
+        params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
+        upper = out.log.get("suggestion_meta/cost_upper_estimate")
+        chunk.append((params, out.log.get("suggestion_kind"), None if upper is None else float(upper)))
+    study.storage.add_suggestions(study.id, study._definition(), basis, chunk)
+
+
 def run_load(
     url: str,
     *,
@@ -225,6 +239,7 @@ def run_load(
     trial_seconds: float = 0.0,
     retry: bool = False,
     during: Callable[[], None] | None = None,
+    prefill_pool: int = 0,
 ) -> LoadResult:
     """Run the load test on an empty storage at ``url`` and reconcile the counts.
 
@@ -234,7 +249,10 @@ def run_load(
     trials take ``trial_seconds`` (from half to one and a half times). With ``retry`` the
     workers retry storage errors (as a sweep loop riding out a database
     restart would); ``during`` is called once all workers have started (to
-    inject a fault).
+    inject a fault). ``prefill_pool`` suggestions are stored in the study's
+    suggestion pool before the workers start, made in one batch as a refill
+    makes them: the first asks then measure the cost of taking a pooled
+    suggestion with every worker at once, without waiting for models.
     """
     study = create_study(study_name, url, params=PARAMS, settings=settings or {})
     seed_finished_trials(url, study_name, seed_random_trials)
@@ -255,6 +273,8 @@ def run_load(
         trial = study.ask()
         seed_ask_cpu.append((time.process_time() - start, locked_cpu[0]))
         study.tell(trial, *objective(trial.params))
+    if prefill_pool:
+        fill_pool(study, prefill_pool)
     # Forked children must not share pooled connections with this process.
     dispose_engines()
     ctx = multiprocessing.get_context("fork")

@@ -61,6 +61,7 @@ from carbs.storage.records import (
     FailKind,
     IntermediateValue,
     PooledSuggestion,
+    PoolSnapshot,
     StudyRecord,
     TrialRecord,
     TrialState,
@@ -205,6 +206,19 @@ class LockedStudy:
     def pool_claimed_at(self) -> datetime | None:
         """When the refill of the study's suggestion pool was claimed (``None``: it is not)."""
         return None if self._row is None else as_utc(self._row.pool_claimed_at)
+
+    def claim_pool_refill(self, ttl: float) -> bool:
+        """Claim the refill of the study's suggestion pool within this locked transaction
+        (see ``Storage.claim_pool_refill``): ``False`` if it was claimed less than ``ttl``
+        seconds ago. A claim made here waits for no lock: the study's is held already."""
+        if self._row is None:
+            return False
+        now = utcnow()
+        claimed_at = as_utc(self._row.pool_claimed_at)
+        if claimed_at is not None and (now - claimed_at).total_seconds() < ttl:
+            return False
+        self._row.pool_claimed_at = now
+        return True
 
     @property
     def asking_since(self) -> datetime | None:
@@ -1071,22 +1085,28 @@ class Storage:
         stmt = select(SuggestionRow).where(SuggestionRow.study_id == study_id).order_by(SuggestionRow.id)
         return self._read(lambda session: [_pooled(r) for r in session.scalars(stmt)])
 
-    def pool_snapshot(self, study_id: int) -> tuple[list[TrialRecord], list[PooledSuggestion], int]:
-        """Without the study lock, in one read: the RUNNING trials, the pooled suggestions
-        (oldest first) and the number of informative trials (observations)."""
+    def pool_snapshot(self, study_id: int, with_running: bool = True) -> PoolSnapshot:
+        """Without the study lock, in one read: the RUNNING trials (left out, for less
+        work, without ``with_running``), the pooled suggestions (oldest first), the
+        number of informative trials (observations), the claim of the pool's refill
+        and the start of an ask under way while no trial ran."""
         running = (
             select(TrialRow)
             .where(TrialRow.study_id == study_id, TrialRow.state == TrialState.RUNNING.value)
             .order_by(TrialRow.number)
         )
-        count = select(func.count()).where(TrialRow.study_id == study_id, _informative())
+        count = select(func.count()).where(TrialRow.study_id == study_id, _informative()).scalar_subquery()
+        study = select(count, StudyRow.pool_claimed_at, StudyRow.asking_since).where(StudyRow.id == study_id)
         pool = select(SuggestionRow).where(SuggestionRow.study_id == study_id).order_by(SuggestionRow.id)
 
-        def read(session: Session) -> tuple[list[TrialRecord], list[PooledSuggestion], int]:
-            return (
-                [_trial_record(r) for r in session.scalars(running)],
-                [_pooled(r) for r in session.scalars(pool)],
-                int(session.scalar(count) or 0),
+        def read(session: Session) -> PoolSnapshot:
+            head = session.execute(study).first()
+            return PoolSnapshot(
+                running=[_trial_record(r) for r in session.scalars(running)] if with_running else [],
+                rows=[_pooled(r) for r in session.scalars(pool)],
+                observations=0 if head is None else int(head[0] or 0),
+                claimed_at=None if head is None else as_utc(head[1]),
+                asking_since=None if head is None else as_utc(head[2]),
             )
 
         return self._read(read)

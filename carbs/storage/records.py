@@ -213,3 +213,23 @@ class PooledSuggestion:
     basis: int
     cost_upper: float | None
     definition: str
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    """What an ask needs to take a pooled suggestion, read in one go without the study lock
+    (see ``Storage.pool_snapshot``).
+
+    Attributes:
+        running: the RUNNING trials.
+        rows: the pooled suggestions, oldest first.
+        observations: the number of informative trials.
+        claimed_at: when the pool's refill was claimed (``None``: released).
+        asking_since: when an ask made while no trial ran began (``None``: none under way).
+    """
+
+    running: list[TrialRecord]
+    rows: list[PooledSuggestion]
+    observations: int
+    claimed_at: datetime | None
+    asking_since: datetime | None

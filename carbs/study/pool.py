@@ -28,7 +28,7 @@ from carbs.optimizer.config import CARBSParams
 from carbs.optimizer.loop import CARBS
 from carbs.optimizer.space import SpaceError
 from carbs.optimizer.types import SUGGESTION_ID_DICT_KEY, SuggestionInBasic
-from carbs.storage import PooledSuggestion, TrialRecord, TrialState, utcnow
+from carbs.storage import PooledSuggestion, PoolSnapshot, TrialRecord, TrialState, utcnow
 from carbs.study.asking import (
     _add_rerun,
     _AskRequest,
@@ -52,17 +52,18 @@ _STALE_SHARE = 0.1
 # so that askers need not wait for the whole batch; the pool holds about one
 # suggestion per RUNNING trial, within these bounds.
 _POOL_CLAIM_SECONDS = 60.0
-_POOL_CHUNKS = (2, 4, 8)  # the first chunks are small: askers are waiting for them
+_POOL_CHUNKS = (4, 8, 16, 32)  # the first chunks are small: askers are waiting for them
 _POOL_MIN = 8
 _POOL_MAX = 64
 _POOL_ROUNDS = 4  # fits one refill makes at most before it lets another process claim
 # An ask that finds the pool empty while another process fills it waits for
-# it (reading the pool's size every 0.2 s at first, every second at most)
+# it (reading the pool's size every 0.2 s at first, every 0.5 s at most, each
+# time at a random 0.5-1.5 times that, so that waiting asks spread their reads)
 # while the pool grows, this long at most, and suggests alone once it has
 # not grown for _POOL_STALL_SECONDS (the filling process may be stuck or starved).
 _POOL_WAIT_SECONDS = 20.0
 _POOL_STALL_SECONDS = 10.0
-_POOL_POLL_SECONDS = (0.2, 1.0)
+_POOL_POLL_SECONDS = (0.2, 0.5)
 # Orders the rows concurrent asks try first (its own generator: the caller's
 # global random state is left alone).
 _CHOICE_ORDER = random.Random()
@@ -78,6 +79,15 @@ def _stale_limit(basis: int) -> float:
 def _is_stale(basis: int, observations: int) -> bool:
     """Whether a suggestion made from ``basis`` observations is too old when there are ``observations``."""
     return observations < basis or observations - basis > _stale_limit(basis)
+
+
+def _others_asking(snap: PoolSnapshot) -> bool:
+    """Whether a pool snapshot shows other asks under way: one made while no trial
+    ran, or a refill of the pool (each set only while the study is asked concurrently)."""
+    now = utcnow()
+    asking = snap.asking_since is not None and (now - snap.asking_since).total_seconds() <= _ASKING_SECONDS
+    filling = snap.claimed_at is not None and (now - snap.claimed_at).total_seconds() < _POOL_CLAIM_SECONDS
+    return asking or filling
 
 
 def _pool_size(running: int) -> int:
@@ -98,6 +108,7 @@ class _PoolPick:
     unusable: int = 0  # fresh suggestions over this caller's cost cap
     age: int = 0  # observations since the newest usable suggestion was made
     observations: int = 0
+    claimed: bool = False  # the pick claimed the pool's refill for this process
 
     @property
     def empty(self) -> bool:
@@ -205,8 +216,8 @@ def _ask_pooled(study: PoolOwner, request: _AskRequest) -> tuple[_PoolPick, str]
     """The pooled part of :meth:`Study.ask`: a trial from the pool (or why none), and
     how it was served. A pick without a trial leaves the ask to the models."""
 
-    def pop() -> _PoolPick:
-        fast = _pop_fast(study, request)
+    def pop(waiting: bool = False) -> _PoolPick:
+        fast = _pop_fast(study, request, waiting)
         if fast is not None:
             return fast
         return study.storage.locked_study(
@@ -219,8 +230,8 @@ def _ask_pooled(study: PoolOwner, request: _AskRequest) -> tuple[_PoolPick, str]
         # Other workers ask too and the pool is empty: one process fills it
         # (perhaps this one, in the background) and this ask takes the
         # first suggestion it stores, rather than fitting models of its own.
-        _start_refill(study, request)
-        pooled = _wait_for_pool(study, request, pop, pooled)
+        _start_refill(study, request, pooled.claimed)
+        pooled = _wait_for_pool(study, request, lambda: pop(waiting=True), pooled)
         path = "pool after waiting"
         if pooled.empty:
             pooled = _ask_own(study, request)
@@ -228,12 +239,13 @@ def _ask_pooled(study: PoolOwner, request: _AskRequest) -> tuple[_PoolPick, str]
     return pooled, path
 
 
-def _start_refill(study: PoolOwner, request: _AskRequest) -> None:
+def _start_refill(study: PoolOwner, request: _AskRequest, claimed: bool = False) -> None:
     """Refill the suggestion pool in a background thread, so that this ask returns at once.
 
     The caller's trial is stored already; the refill runs while it does.
     A process that exits meanwhile leaves what was stored so far, and its
-    claim expires after ``_POOL_CLAIM_SECONDS``.
+    claim expires after ``_POOL_CLAIM_SECONDS``. ``claimed``: the caller's
+    pick holds the claim already.
     """
     with study._ask_lock:
         if study._refill_thread is not None and study._refill_thread.is_alive():
@@ -241,7 +253,7 @@ def _start_refill(study: PoolOwner, request: _AskRequest) -> None:
 
         def run() -> None:
             try:
-                _refill_pool(study, request)
+                _refill_pool(study, request, claimed)
             except Exception as e:  # the trials are stored: a failed refill only costs speed
                 logger.warning("study %r: the suggestion pool was not refilled: %s", study.name, e)
 
@@ -259,7 +271,7 @@ def _wait_for_refill(study: PoolOwner, timeout: float | None = None) -> bool:
     return not thread.is_alive()
 
 
-def _refill_pool(study: PoolOwner, request: _AskRequest) -> None:
+def _refill_pool(study: PoolOwner, request: _AskRequest, claimed: bool = False) -> None:
     """Fill the study's suggestion pool for the next asks, if no other process is doing it.
 
     Outside the study lock: one snapshot's models make the suggestions one
@@ -270,8 +282,12 @@ def _refill_pool(study: PoolOwner, request: _AskRequest) -> None:
     were made from, so that askers can take the first ones at once.
     """
     storage, definition = study.storage, request.definition
-    if not storage.claim_pool_refill(study.id, _POOL_CLAIM_SECONDS):
-        return
+    if not claimed:
+        _, claimed_at = storage.pool_state(study.id)
+        if claimed_at is not None and (utcnow() - claimed_at).total_seconds() < _POOL_CLAIM_SECONDS:
+            return  # another process is at it: a read tells, rather than a write that queues
+        if not storage.claim_pool_refill(study.id, _POOL_CLAIM_SECONDS):
+            return
     try:
         stored = storage.get_study(study.name)
         if _definition_digest(stored.params, stored.direction, stored.settings) != definition:
@@ -311,14 +327,18 @@ def _refill_pool(study: PoolOwner, request: _AskRequest) -> None:
                 states = storage.state_counts(study.id)
                 done = sum(n for state, n in states.items() if state != TrialState.RUNNING)
                 wanted = _pool_size(states[TrialState.RUNNING]) - rows
+                size = _POOL_CHUNKS[min(i, len(_POOL_CHUNKS) - 1)]
+                if made and rows == 0:
+                    # What was stored is gone already: askers are waiting for more.
+                    wanted = max(wanted, size)
                 if wanted <= 0:
                     break
                 if _is_stale(finished, done):
                     stale = True  # the models are too old now: fit anew and go on
                     break
                 chunk: list[tuple[dict[str, Any], str | None, float | None]] = []
-                for _ in range(min(_POOL_CHUNKS[min(i, len(_POOL_CHUNKS) - 1)], wanted)):
-                    out = opt.suggest()  # remembered: the next ones steer away from it
+                # One batch: each suggestion pending for the next ones, at a fraction of the cost.
+                for out in opt.suggest_batch(min(size, wanted)):
                     params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
                     kind = out.log.get("suggestion_kind")
                     upper = out.log.get("suggestion_meta/cost_upper_estimate")
@@ -372,7 +392,7 @@ def _wait_for_pool(
     progress, seen = start, -1
     interval = _POOL_POLL_SECONDS[0]
     while time.monotonic() - start < _POOL_WAIT_SECONDS and time.monotonic() - progress < _POOL_STALL_SECONDS:
-        time.sleep(interval)
+        time.sleep(interval * _CHOICE_ORDER.uniform(0.5, 1.5))
         interval = min(interval * 1.5, _POOL_POLL_SECONDS[1])
         rows, claimed_at = study.storage.pool_state(study.id)
         own = study._refill_thread
@@ -390,34 +410,38 @@ def _wait_for_pool(
         pooled = pop()
         if pooled.record is not None or pooled.reason is not None or not pooled.concurrent:
             return pooled
-        if pooled.unusable or not filling:
-            return pooled  # what it holds is not for this caller, and nothing else is coming
-        # Other askers took what was there: wait for the next chunk.
-        interval = _POOL_POLL_SECONDS[0]
+        if pooled.unusable:
+            return pooled  # what it holds is not for this caller
+        # Other askers took what was there: wait for the next chunk (or, if
+        # the refill has stopped, start the next one once the pool is empty).
     return pooled
 
 
-def _pop_fast(study: PoolOwner, request: _AskRequest) -> _PoolPick | None:
+def _pop_fast(study: PoolOwner, request: _AskRequest, waiting: bool = False) -> _PoolPick | None:
     """A pooled suggestion chosen from a read made without the study lock, then stored
     under it with one delete and one insert (see ``Storage.take_suggestion``).
 
-    ``None`` when the full locked pick is needed: no trial is running, a
-    budget or a retry policy applies, or a running trial's heartbeat is
-    overdue (the locked pick reaps it).
+    ``None`` when the full locked pick is needed: no trial is running and no
+    other ask is under way (the study may be asked one at a time), a budget
+    or a retry policy applies, or a running trial's heartbeat is overdue (the
+    locked pick reaps it). An ask ``waiting`` for the pool has made these
+    checks already: it reads the pool alone (the insert itself checks that no
+    RUNNING trial has the same point).
     """
     if request.budget is not None or (request.retries is not None and request.retries.max_retries > 0):
         return None
     for _ in range(3):  # asks taking the same rows at once: read again
-        pick = _pop_fast_once(study, request)
+        pick = _pop_fast_once(study, request, waiting)
         if pick is None or pick.record is not None or pick.left == 0:
             return pick
     return pick
 
 
-def _pop_fast_once(study: PoolOwner, request: _AskRequest) -> _PoolPick | None:
+def _pop_fast_once(study: PoolOwner, request: _AskRequest, waiting: bool = False) -> _PoolPick | None:
     """One attempt of :func:`_pop_fast`."""
-    running, rows, observations = study.storage.pool_snapshot(study.id)
-    if not running:
+    snap = study.storage.pool_snapshot(study.id, with_running=not waiting)
+    running, rows, observations = snap.running, snap.rows, snap.observations
+    if not running and not waiting and not _others_asking(snap):
         return None
     now = utcnow()
     for t in running:
@@ -442,12 +466,11 @@ def _pop_fast_once(study: PoolOwner, request: _AskRequest) -> _PoolPick | None:
     study.storage.drop_suggestions(study.id, drop)
     record = None
     if usable:
-        # A few choices among the oldest, in a random order, so that asks
-        # reading the pool at the same moment mostly try different rows.
-        choices = usable[:16]
-        _CHOICE_ORDER.shuffle(choices)
+        # A few choices at random, so that asks reading the pool at the same
+        # moment (a burst of them, when many workers start) mostly try different rows.
+        choices = _CHOICE_ORDER.sample(usable, min(4, len(usable)))
         record = study.storage.take_suggestion(
-            study.id, choices[:4], worker=request.worker, heartbeat_grace=request.heartbeat_grace,
+            study.id, choices, worker=request.worker, heartbeat_grace=request.heartbeat_grace,
             job=request.job,
         )
     newest = max((row.basis for row in usable), default=observations)
@@ -525,8 +548,13 @@ def _pick_pooled(
         else:
             usable += 1
     record = None
+    claimed = False
     if chosen is not None:
         drop.append(chosen.id)
+    elif not unusable:
+        # Nothing to take: claim the refill here, where the study lock is held
+        # already, rather than with a write that would queue behind other asks.
+        claimed = locked.claim_pool_refill(_POOL_CLAIM_SECONDS)
     locked.remove_suggestions(drop)
     if chosen is not None:
         record = locked.add_trial(
@@ -544,4 +572,5 @@ def _pick_pooled(
         unusable=unusable,
         age=observations - (newest if newest is not None else observations),
         observations=observations,
+        claimed=claimed,
     )
