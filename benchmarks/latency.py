@@ -8,11 +8,17 @@ the new observation) after n observations, for a 5-dimensional and a
     python -m benchmarks.latency                  # n = 10 ... 10,000, d = 5 and 21
     python -m benchmarks.latency --quick          # n = 10 ... 200
     python -m benchmarks.latency --sizes 1000 3000 --dims 21
+    python -m benchmarks.latency --sizes 500 --dims 2 5 --batch 64 --pending 64
 
 Each measurement: build an optimizer, feed it n observations of a smooth
 cost-aware function, then time ``repeats`` model-based suggestions, each after
 observing the previous one, so every timed call refits on fresh data as in a
 real sweep (resample suggestions, which skip the models, are not timed).
+
+With ``--batch B``, it times ``suggest_batch(B)`` instead (one fit, then B
+suggestions, each pending for the next ones, as a suggestion pool is filled
+for many workers) with ``--pending`` other points outstanding (trials in
+flight), and prints the CPU per suggestion.
 """
 
 from __future__ import annotations
@@ -95,6 +101,30 @@ def time_suggest(dim: int, n: int, repeats: int, seed: int = 0) -> tuple[float, 
     return statistics.median(times), statistics.median(cpu), max(times)
 
 
+def time_batch(dim: int, n: int, batch: int, pending: int, repeats: int, seed: int = 0) -> tuple[float, float]:
+    """Median and slowest CPU seconds per suggestion of ``suggest_batch(batch)`` after
+    ``n`` observations, with ``pending`` other suggestions outstanding; the surrogates
+    are fitted before the clock starts (a refill fits once for many batches)."""
+    params = make_params(dim)
+    rng = np.random.default_rng(seed)
+    history = []
+    for _ in range(n):
+        p = random_point(params, rng)
+        loss, cost = objective(p, rng)
+        history.append(ObservationInParam(p, loss, cost))
+    per_suggestion = []
+    for r in range(repeats):
+        opt = CARBS(CARBSParams(better_direction_sign=-1, seed=seed + r), params)
+        opt.initialize_from_observations(history)
+        opt.fit_surrogates()
+        if pending:
+            opt.suggest_batch(pending)  # the trials in flight
+        start = time.process_time()
+        opt.suggest_batch(batch)
+        per_suggestion.append((time.process_time() - start) / batch)
+    return statistics.median(per_suggestion), max(per_suggestion)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the latency table and print it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,12 +132,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per cell (default 5)")
     parser.add_argument("--dims", type=int, nargs="+", default=[5, 21], help="dimensions (default 5 21)")
     parser.add_argument("--sizes", type=int, nargs="+", help="observation counts (default 10 ... 10000)")
+    parser.add_argument("--batch", type=int, help="time suggest_batch of this many instead of suggest()")
+    parser.add_argument("--pending", type=int, default=0,
+                        help="with --batch: suggestions outstanding before the batch (default 0)")
     args = parser.parse_args(argv)
+    if args.batch is not None and args.batch < 1:
+        parser.error(f"--batch must be a positive integer, got {args.batch}")
+    if args.pending < 0:
+        parser.error(f"--pending must be >= 0, got {args.pending}")
     sizes = args.sizes or ([10, 50, 100, 200] if args.quick else [10, 50, 100, 200, 500, 1000, 3000, 10000])
 
     print(f"carbs {carbs.__version__}, numpy {np.__version__}, Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print()
+    if args.batch is not None:
+        print(f"Median / slowest CPU milliseconds per suggestion of suggest_batch({args.batch}) "
+              f"with {args.pending} pending:")
+        print()
+        print("| n observations | " + " | ".join(f"d = {d} (ms)" for d in args.dims) + " |")
+        print("|---:|" + "---:|" * len(args.dims))
+        for n in sizes:
+            cells = []
+            for d in args.dims:
+                median, worst = time_batch(d, n, args.batch, args.pending, args.repeats)
+                cells.append(f"{median * 1000:.1f} / {worst * 1000:.1f}")
+            print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
+        return 0
     print("Median wall / median CPU / slowest wall seconds of one model suggest():")
     print()
     print("| n observations | " + " | ".join(f"d = {d} (s)" for d in args.dims) + " |")
