@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, storage_url, trials_of, wait_for
+from _storage_urls import BACKENDS, as_written_by_schema, storage_url, trials_of, wait_for
 
 import carbs
 from carbs import LinearSpace, Param
@@ -176,37 +176,28 @@ def test_intermediate_values_are_stored_in_step_order(url: str) -> None:
 
 
 def test_a_version_1_database_is_upgraded_and_keeps_its_trials(tmp_path: Path) -> None:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import inspect, text
 
-    from carbs.storage.models import Base, IntermediateRow
+    from carbs.storage.models import ADDED_COLUMNS, IntermediateRow
 
-    path = tmp_path / "old.db"
-    engine = create_engine(f"sqlite:///{path}")
-    old_tables = [t for t in Base.metadata.sorted_tables if t.name != IntermediateRow.__tablename__]
-    Base.metadata.create_all(engine, tables=old_tables)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO carbs_schema_version (id, version) VALUES (1, 1)"))
-        conn.execute(text(
-            "INSERT INTO carbs_studies (name, direction, metric, params_json, settings_json, "
-            "config_json, user_attrs_json, created_at) VALUES ('old', -1, 'loss', :p, '{}', '{}', "
-            "'{}', '2026-01-01 00:00:00')"
-        ), {"p": json.dumps([p.to_dict() for p in PARAMS])})
-        conn.execute(text(
-            "INSERT INTO carbs_trials (study_id, number, state, params_json, output, cost, "
-            "started_at, finished_at, user_attrs_json) VALUES (1, 0, 'COMPLETE', '{\"x\": 1.5}', "
-            "0.25, 3.0, '2026-01-01 00:00:00', '2026-01-01 00:01:00', '{}')"
-        ))
-    engine.dispose()
-    storage = Storage(f"sqlite:///{path}")
-    with storage.engine.connect() as conn:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    study = create_study("old", url, PARAMS)
+    first = study.ask()
+    study.tell(first, 0.25, 3.0)
+    as_written_by_schema(url, 1)  # no curves table, none of the later columns
+    later = {(table, column) for step in ADDED_COLUMNS.values() for table, column, _ in step}
+    with Storage(url).engine.connect() as conn:
+        found = {(t, c["name"]) for t, _ in later for c in inspect(conn).get_columns(t)}
         assert conn.scalar(text("SELECT version FROM carbs_schema_version")) == SCHEMA_VERSION
-    study = load_study("old", storage)
-    [old] = study.trials()
-    assert (old.state, old.output, old.cost, old.params) == (TrialState.COMPLETE, 0.25, 3.0, {"x": 1.5})
-    assert study.intermediate_values() == {}
-    trial = study.ask()
+        assert IntermediateRow.__tablename__ in inspect(conn).get_table_names()
+    assert later <= found
+    again = load_study("old", url)
+    [old] = again.trials()
+    assert (old.state, old.output, old.cost, old.params) == (TrialState.COMPLETE, 0.25, 3.0, first.params)
+    assert again.intermediate_values() == {}
+    trial = again.ask()
     trial.report(0.5, 1, cost=1.0)
-    assert [p.value for p in study.intermediate_values()[trial.number]] == [0.5]
+    assert [p.value for p in again.intermediate_values()[trial.number]] == [0.5]
 
 
 # -- the Python API ---------------------------------------------------------------------
