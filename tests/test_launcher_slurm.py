@@ -104,3 +104,8 @@ def test_sweep_runs_as_slurm_jobs_and_a_cancelled_job_is_rerun(
     assert all(t.job == f"slurm:{t.user_attrs['job']}" for t in complete)
     assert len({t.job for t in trials}) >= 4  # two trials per job at most
     assert f"submitted Slurm job {job}" in out
+    # The jobs' logs are in the launcher's log directory, not slurm-%j.out in the
+    # directory the jobs run in (sbatch's default).
+    assert not list(tmp_path.glob("slurm-*.out"))
+    [log] = tmp_path.rglob(f"slurm-{job}.out")
+    assert "CANCELLED" in log.read_text(), log.read_text()
