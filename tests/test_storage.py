@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -185,15 +189,28 @@ def test_a_read_only_older_schema_file_says_to_open_it_once_with_write_access(tm
     _assert_names_the_upgrade(error, f"file {path}")
     assert _schema_version(path) == 3
     Storage(f"sqlite:///{path}")  # with write access: upgraded in place
-    dispose_engines()
     assert _schema_version(path) == SCHEMA_VERSION
     trials = Storage(read_only).trials(sid)  # a current schema opens read-only
     assert [(t.number, t.output) for t in trials] == [(0, 0.5)]
 
 
-_NOT_AS_ROOT = pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="file modes do not stop root from writing"
-)
+def _file_modes_bind() -> bool:
+    """Whether a file of mode 0444 stops this process from writing it (root's usual capabilities
+    override file modes; without CAP_DAC_OVERRIDE, as under ``setpriv``, they bind root too)."""
+    if not hasattr(os, "geteuid"):
+        return False
+    with tempfile.TemporaryDirectory() as directory:
+        probe = Path(directory) / "probe"
+        probe.touch()
+        probe.chmod(0o444)
+        try:
+            probe.open("a").close()
+        except PermissionError:
+            return True
+        return False
+
+
+_NOT_AS_ROOT = pytest.mark.skipif(not _file_modes_bind(), reason="file modes do not stop root from writing")
 
 
 @_NOT_AS_ROOT
@@ -204,7 +221,6 @@ def test_a_read_only_older_schema_file_mode_0444(tmp_path: Path) -> None:
         Storage(f"sqlite:///{path}")
     _assert_names_the_upgrade(error, f"file {path}")
     assert "the -wal and -shm files beside it" in str(error.value)
-    dispose_engines()  # its connections were opened read-only
     # SQLite made the -shm file it created as read-only as the database: the message says so.
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
         if (tmp_path / name).exists():
@@ -223,7 +239,6 @@ def test_an_older_schema_file_in_a_read_only_directory(tmp_path: Path) -> None:
         with pytest.raises(SchemaVersionError) as error:
             Storage(f"sqlite:///{path}")
         _assert_names_the_upgrade(error, f"file {path}")
-        dispose_engines()
         tmp_path.chmod(0o755)
         Storage(f"sqlite:///{path}")
         dispose_engines()
@@ -233,6 +248,39 @@ def test_an_older_schema_file_in_a_read_only_directory(tmp_path: Path) -> None:
             Storage(f"sqlite:///{path}")
     finally:
         tmp_path.chmod(0o755)
+
+
+@contextmanager
+def _immutable(path: Path) -> Iterator[None]:
+    """``path`` with the immutable attribute, which stops even root from writing it (skips where it
+    cannot be set: no ``chattr``, a file system without it, or no privilege to set it)."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("no chattr to make a file immutable")
+    done = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot make a file immutable: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_opening_again_after_a_refusal_gets_write_access_once_it_is_given(tmp_path: Path) -> None:
+    # SQLite opens a file it may not write read-only; the refused opening must not leave such
+    # connections pooled, or every later opening in this process would be refused too.
+    path, sid = _older_schema_file(tmp_path)
+    url = f"sqlite:///{path}"
+    with _immutable(path):
+        with pytest.raises(SchemaVersionError) as error:
+            Storage(url)
+        _assert_names_the_upgrade(error, f"file {path}")
+        assert _schema_version(path) == 3
+    storage = Storage(url)  # the same URL in the same process, now writable: upgraded in place
+    assert _schema_version(path) == SCHEMA_VERSION
+    assert [(t.number, t.output) for t in storage.trials(sid)] == [(0, 0.5)]
+    added = storage.locked_study(sid, lambda lk: lk.add_trial({"x": 0.25}))
+    assert added.number == 1
 
 
 @pytest.mark.postgres
@@ -248,7 +296,6 @@ def test_a_read_only_older_schema_postgres_database_says_to_open_it_with_write_a
             Storage(read_only)
         _assert_names_the_upgrade(error, masked(normalize_url(read_only)))
         Storage(url)
-        dispose_engines()
         Storage(read_only)
 
 

@@ -422,7 +422,16 @@ class Storage:
             if self._sqlite
             else self.engine
         )
-        self._init_schema()
+        try:
+            self._init_schema()
+        except BaseException:
+            # SQLite opens a file it may not write read-only, and the connection
+            # stays read-only. Pooled in the shared engine, such connections would
+            # refuse every later opening of this URL in the process, even once write
+            # access is given: close them. Storages already open on the URL get
+            # fresh connections when they next need one.
+            self.engine.dispose()
+            raise
 
     def __repr__(self) -> str:
         return f"Storage({masked(self.url)!r})"
