@@ -730,3 +730,15 @@ def test_curves_matching_share_is_the_first_budget_share_at_the_baselines_full_g
     assert matching_share(faster, baseline) == "40% (1 of 2 never)"
     assert matching_share(baseline, baseline) == "5%"
     assert matching_share([scores(lambda f: 0.3)], baseline[:1]) == "- (1 of 1 never)"
+
+
+def test_batches_benchmark_runs_rounds_and_scores_against_the_truth(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.batches import main, run_batches
+
+    best, gap = run_batches("mf_hartmann", seed=0, batch=3, rounds=2)
+    assert math.isfinite(best) and gap >= 0.0
+    assert math.isnan(run_batches("oom_failures", seed=0, batch=2, rounds=2)[1])  # no true frontier
+    assert main(["--problems", "mf_hartmann", "--seeds", "2", "--batch", "2", "--rounds", "2"]) == 0
+    assert "| mf_hartmann |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--problems", "nope"])
