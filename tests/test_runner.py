@@ -199,3 +199,22 @@ def test_many_json_lines_keep_the_last_values_in_bounded_memory(tmp_path: Any) -
     assert result.reported["val_loss"] == 0.25
     assert result.reported["epoch"] == 4999
     assert "step_0" not in result.reported and result.reported["step_4999"] == 4999
+
+
+def test_judge_program_keeps_the_stdout_tail_only_of_a_failure_with_a_silent_stderr(tmp_path: Any) -> None:
+    from carbs.runner.process import ProcessResult
+    from carbs.runner.results import TextValues
+    from carbs.runner.worker import judge_program
+
+    spec = RunSpec(command=["true"], metric="loss")
+    missing = str(tmp_path / "results.json")
+
+    def judge(result: ProcessResult) -> tuple[FailKind | None, str]:
+        outcome, tail = judge_program(spec, result, missing, TextValues(["loss"], "loss"))
+        return outcome.fail_kind, tail
+
+    failed = ProcessResult(1, 1.0, stdout_tail="step 3\nloss went nan")
+    assert judge(failed) == (FailKind.ERROR, "(stdout)\nstep 3\nloss went nan")
+    assert judge(ProcessResult(1, 1.0, stdout_tail="out", stderr_tail="ValueError: x"))[1] == "ValueError: x"
+    done = ProcessResult(0, 1.0, reported={"loss": 0.5}, stdout_tail='{"loss": 0.5}')
+    assert judge(done) == (None, "")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from carbs.runner.results import TrialOutcome
-from carbs.runner.worker import RunSpec, SweepRunner
+from carbs.runner.worker import RunSpec, SweepRunner, judge_program
 from carbs.storage import FailKind
 from carbs.storage.engine import is_sqlite
 from carbs.sweep_config import GPU_SECONDS
@@ -77,7 +77,7 @@ def run_on_node(
 
     from carbs.runner.command import default_environment, render_command, trial_environment
     from carbs.runner.process import run_process
-    from carbs.runner.results import TextValues, evaluate
+    from carbs.runner.results import TextValues
 
     scratch = tempfile.mkdtemp(prefix=f"carbs-trial-{number}-")
     try:
@@ -106,15 +106,7 @@ def run_on_node(
             kill_grace=spec.kill_grace,
             on_stdout_line=text.feed,
         )
-        outcome = evaluate(
-            result,
-            metric=spec.metric,
-            cost_key=cost_key,
-            results_file=results_file,
-            timeout=spec.trial_timeout,
-            text_values=text.values(),
-        )
-        tail = result.stderr_tail or ("(stdout)\n" + result.stdout_tail if result.stdout_tail else "")
+        outcome, tail = judge_program(spec, result, results_file, text)
         return outcome, tail, ray.get_runtime_context().get_node_id()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -30,7 +30,7 @@ from carbs.runner.command import (
 from carbs.runner.curves import CurveWatcher
 from carbs.runner.fail_fast import FailFast
 from carbs.runner.gpus import ENV_VISIBLE_DEVICES, GpuPool
-from carbs.runner.process import DEFAULT_KILL_GRACE, run_process
+from carbs.runner.process import DEFAULT_KILL_GRACE, ProcessResult, run_process
 from carbs.runner.results import TextValues, TrialOutcome, evaluate
 from carbs.storage import FailKind, StorageError, TrialRecord, TrialState, TrialStateError
 from carbs.study import BudgetExhausted, Study, Trial, default_worker_name
@@ -496,18 +496,7 @@ class SweepRunner:
                 values=dict(result.reported),
                 pruned=True,
             ), result.stderr_tail
-        outcome = evaluate(
-            result,
-            metric=spec.metric,
-            cost_key=None if spec.cost == GPU_SECONDS else spec.cost,
-            results_file=results_file,
-            timeout=spec.trial_timeout,
-            text_values=text.values(),
-        )
-        tail = result.stderr_tail
-        if outcome.failed and not tail and result.stdout_tail:
-            tail = "(stdout)\n" + result.stdout_tail
-        return outcome, tail
+        return judge_program(spec, result, results_file, text)
 
     def _started(self, pid: int, pids: list[int]) -> None:
         pids.append(pid)
@@ -555,6 +544,28 @@ class SweepRunner:
             self.request_stop(stop)
         if self.on_trial_end is not None:
             self.on_trial_end(record, outcome)
+
+
+def judge_program(
+    spec: RunSpec, result: ProcessResult, results_file: str, text: TextValues
+) -> tuple[TrialOutcome, str]:
+    """The outcome of a finished trial program, and the output kept with it if it failed.
+
+    That output is the tail of stderr, or of stdout (marked so) when stderr is
+    empty. Used where the program ran: here, or on a cluster node.
+    """
+    outcome = evaluate(
+        result,
+        metric=spec.metric,
+        cost_key=None if spec.cost == GPU_SECONDS else spec.cost,
+        results_file=results_file,
+        timeout=spec.trial_timeout,
+        text_values=text.values(),
+    )
+    tail = result.stderr_tail
+    if outcome.failed and not tail and result.stdout_tail:
+        tail = "(stdout)\n" + result.stdout_tail
+    return outcome, tail
 
 
 def _remove_if_empty(directory: str, stop_at: str | None) -> None:
