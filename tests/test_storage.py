@@ -251,9 +251,22 @@ def test_an_older_schema_file_in_a_read_only_directory(tmp_path: Path) -> None:
 
 
 @contextmanager
-def _immutable(path: Path) -> Iterator[None]:
-    """``path`` with the immutable attribute, which stops even root from writing it (skips where it
-    cannot be set: no ``chattr``, a file system without it, or no privilege to set it)."""
+def _unwritable(path: Path, how: str) -> Iterator[None]:
+    """``path`` may not be written inside the block: ``how`` is ``"immutable"`` (the attribute
+    stops even root; skips where it cannot be set) or ``"mode"`` (0444; skips where file modes
+    do not bind). Afterwards the file and any ``-wal`` and ``-shm`` beside it are writable."""
+    if how == "mode":
+        if not _file_modes_bind():
+            pytest.skip("file modes do not stop root from writing")
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            # SQLite creates the -wal and -shm files as read-only as the database.
+            for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+                if (path.parent / name).exists():
+                    (path.parent / name).chmod(0o644)
+        return
     chattr = shutil.which("chattr")
     if chattr is None:
         pytest.skip("no chattr to make a file immutable")
@@ -266,12 +279,13 @@ def _immutable(path: Path) -> Iterator[None]:
         subprocess.run([chattr, "-i", str(path)], check=True)
 
 
-def test_opening_again_after_a_refusal_gets_write_access_once_it_is_given(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["immutable", "mode"])
+def test_opening_again_after_a_refusal_gets_write_access_once_it_is_given(tmp_path: Path, how: str) -> None:
     # SQLite opens a file it may not write read-only; the refused opening must not leave such
     # connections pooled, or every later opening in this process would be refused too.
     path, sid = _older_schema_file(tmp_path)
     url = f"sqlite:///{path}"
-    with _immutable(path):
+    with _unwritable(path, how):
         with pytest.raises(SchemaVersionError) as error:
             Storage(url)
         _assert_names_the_upgrade(error, f"file {path}")
@@ -281,6 +295,22 @@ def test_opening_again_after_a_refusal_gets_write_access_once_it_is_given(tmp_pa
     assert [(t.number, t.output) for t in storage.trials(sid)] == [(0, 0.5)]
     added = storage.locked_study(sid, lambda lk: lk.add_trial({"x": 0.25}))
     assert added.number == 1
+
+
+@pytest.mark.parametrize("how", ["immutable", "mode"])
+def test_a_refused_write_is_accepted_once_write_access_is_given(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "runs.db"
+    storage = Storage(f"sqlite:///{path}")
+    sid = _study(storage)
+    dispose_engines()  # the next opening must find the file unwritable
+    with _unwritable(path, how):
+        storage = Storage(f"sqlite:///{path}")  # a current schema opens read-only
+        with pytest.raises(StorageError, match="readonly database"):
+            storage.locked_study(sid, lambda lk: lk.add_trial({"x": 0.25}))
+        assert storage.trials(sid) == []  # this read pools a read-only connection again
+    added = storage.locked_study(sid, lambda lk: lk.add_trial({"x": 0.25}))  # no restart needed
+    assert added.number == 0
+    assert [t.number for t in Storage(f"sqlite:///{path}").trials(sid)] == [0]
 
 
 @pytest.mark.postgres

@@ -575,12 +575,14 @@ class Storage:
 
         SQLite lock timeouts are retried a few times; a lost PostgreSQL
         connection is retried with backoff for up to ``_RECONNECT_SECONDS``.
-        A retried transaction runs ``fn`` again from the start, so nothing is
-        half-applied.
+        A write refused by a read-only SQLite connection is tried once more on
+        a fresh connection. A retried transaction runs ``fn`` again from the
+        start, so nothing is half-applied.
         """
         engine = self._write_engine if write else self.engine
         deadline = time.monotonic() + _RECONNECT_SECONDS
         attempt = 0
+        reopened = False
         while True:
             attempt += 1
             try:
@@ -600,6 +602,15 @@ class Storage:
                     )
                     time.sleep(min(0.5 * attempt, 5.0))
                     continue
+                if self._sqlite and _is_read_only(e):
+                    # SQLite opened the connection read-only (the file could not be
+                    # written then) and it stays so, as do the others pooled, even
+                    # once write access is given: drop them and try once more on a
+                    # connection opened now.
+                    self.engine.dispose()
+                    if not reopened:
+                        reopened = True
+                        continue
                 raise self._fail(e) from None
 
     def _read(self, fn: Callable[[Session], T]) -> T:
