@@ -223,7 +223,10 @@ def test_kill_9_in_the_middle_of_writes(url: str) -> None:
 
 def test_kill_9_of_a_worker_and_of_the_controller_then_resume(url: str, tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, trials=12, workers=2)
-    (tmp_path / "slow").write_text("0.3")
+    # Slow trials until the joining worker has one: on a busy machine a fresh
+    # `carbs worker` can take seconds to ask, and the controller must not have
+    # used up the budget by then.
+    (tmp_path / "slow").write_text("1.5")
     hang = tmp_path / "hang_parents"  # trials started by these pids hang until killed
     runner = cli("run", str(sweep), "--storage", url, "--no-progress", cwd=tmp_path, background=True)
     worker = None
@@ -233,11 +236,14 @@ def test_kill_9_of_a_worker_and_of_the_controller_then_resume(url: str, tmp_path
         hang.write_text(f"{worker.pid}\n")
         # kill -9 of the joining worker while one of its trials runs.
         victim = wait_for(lambda: running_trial_of(url, worker.pid), what="a trial of the worker")
+        (tmp_path / "slow").write_text("0.3")
         wait_for(lambda: victim.number in started(tmp_path), what="its program")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         # kill -9 of the controller while a trial of its own runs (one asked after this
-        # point, so that its program is sure to hang).
+        # point, so that its program is sure to hang), once two trials are done.
+        wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in trials_of(url)) >= 2,
+                 what="two finished trials")
         hang.write_text(f"{runner.pid}\n")
         after = max(t.number for t in trials_of(url))
         hung = wait_for(lambda: running_trial_of(url, runner.pid, after), what="a trial of the controller")
