@@ -338,3 +338,20 @@ def test_an_ask_whose_suggestion_was_taken_waits_for_the_next_one(
     pick = pool_module._wait_for_pool(study, request, pop, lost)
     assert pick.record is not None and pick.record.params in points
     assert len(calls) == 2
+
+
+def test_an_ask_of_its_own_does_not_repeat_a_pooled_point(url: str) -> None:
+    # In the random phase a point is drawn from a stream numbered by the trials
+    # handed out: an ask that suggests for itself while suggestions wait in the
+    # pool must continue the stream past them, or it draws a pooled point again
+    # (and the same point is run twice).
+    study = create_study("s", url, params=PARAMS, settings={**MODEL_SETTINGS, "num_random_samples": 100})
+    _finish(study, 10)
+    _running(study, 2)
+    request = _request(study)
+    pool_module._refill_pool(study, request)
+    pool_module._pop_fast(study, request)  # one taken: the pool is now behind the trials by one
+    pooled = [p.params for p in study.storage.pooled_suggestions(study.id)]
+    assert len(pooled) >= 3
+    own = study._ask_models(request)
+    assert own.params not in pooled

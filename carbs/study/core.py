@@ -670,6 +670,9 @@ class Study:
         opt.outstanding_suggestions = {}
         _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING or t.number in new)
         _add_pending(opt, pool, "pool")
+        # The pooled suggestions will become trials: continue the random stream past
+        # them (as a refill does), or a draw could repeat one of them.
+        opt.suggestion_count += len(pool)
         return opt
 
     def _suggest(
@@ -682,14 +685,16 @@ class Study:
         if opt is None:
             opt = self.build_optimizer(trials)
             _add_pending(opt, pool, "pool")
+            opt.suggestion_count += len(pool)  # as in _snapshot_view
         opt.set_cost_budget(cost_left)
-        running = [t.params for t in trials if t.state == TrialState.RUNNING]
+        # Points running or waiting in the pool are not handed out again.
+        taken = [t.params for t in trials if t.state == TrialState.RUNNING] + [dict(p) for p in pool]
         for _ in range(_DUPLICATE_RETRIES):
             out = opt.suggest()
             params = {k: v for k, v in out.suggestion.items() if k != SUGGESTION_ID_DICT_KEY}
-            if params not in running:
+            if params not in taken:
                 break
-            logger.debug("suggestion %s is already running; drawing again", params)
+            logger.debug("suggestion %s is running or pooled already; drawing again", params)
         kind = out.log.get("suggestion_kind")
         upper = out.log.get("suggestion_meta/cost_upper_estimate")
         self._last_cost_upper = None if upper is None else float(upper)

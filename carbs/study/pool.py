@@ -157,7 +157,11 @@ class PoolOwner(Protocol):
         self, snapshot: _Snapshot, trials: list[TrialRecord], pool: Sequence[Mapping[str, Any]] = ()
     ) -> CARBS | None: ...
     def _suggest(
-        self, trials: list[TrialRecord], cost_left: float | None = None, opt: CARBS | None = None
+        self,
+        trials: list[TrialRecord],
+        cost_left: float | None = None,
+        opt: CARBS | None = None,
+        pool: Sequence[Mapping[str, Any]] = (),
     ) -> tuple[dict[str, Any], str | None]: ...
 
 
@@ -373,7 +377,7 @@ def _ask_own(study: PoolOwner, request: _AskRequest) -> _PoolPick:
         opt = study._snapshot_view(snapshot, trials, pool)
         if opt is None:  # much finished since its snapshot was taken: suggest under the lock
             return _PoolPick()
-        params, kind = study._suggest(trials, _cost_left(trials, request.budget, request.cost_left), opt)
+        params, kind = study._suggest(trials, _cost_left(trials, request.budget, request.cost_left), opt, pool)
         own = (params, kind, study._last_cost_upper)
     return study.storage.locked_study(
         study.id, lambda locked: _pick_pooled(study, locked, request, own)
