@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, storage_url
 
 import carbs.optimizer.surrogate as surrogate
 import carbs.study.core as study_module
@@ -25,11 +22,6 @@ from carbs.study import Study, create_study, load_study
 
 MODEL_SETTINGS = {"num_random_samples": 4, "num_candidates_for_suggestion_per_dim": 10}
 
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with storage_url(request.param, tmp_path) as u:
-        yield u
 
 
 def _run(study: Study, n: int) -> None:

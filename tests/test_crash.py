@@ -12,21 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from _storage_urls import BACKENDS, storage_url, trials_of, wait_for, write_sweep
+from _storage_urls import trials_of, wait_for, write_sweep
 
 from carbs.storage import FailKind, TrialRecord, TrialState, dispose_engines
 
 GRACE = 1.5
 
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with storage_url(request.param, tmp_path) as u:
-        yield u
 
 
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen[str]:

@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, as_written_by_schema, storage_url, trials_of, wait_for
+from _storage_urls import as_written_by_schema, trials_of, wait_for
 
 import carbs
 from carbs import LinearSpace, Param
@@ -146,11 +145,6 @@ def test_settings_are_checked_with_the_key_named() -> None:
 
 
 # -- storage ----------------------------------------------------------------------------
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with storage_url(request.param, tmp_path) as u:
-        yield u
-
 
 def test_intermediate_values_are_stored_in_step_order(url: str) -> None:
     study = create_study("s", url, PARAMS)

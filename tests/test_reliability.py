@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, postgres_schema_url, storage_url, trials_of, wait_for
+from _storage_urls import postgres_schema_url, trials_of, wait_for
 
 from benchmarks.reliability.load import PARAMS, objective, run_load
 from carbs.storage import FailKind, StorageError, TrialRecord, TrialState, dispose_engines
@@ -138,11 +138,6 @@ def assert_settled(trials: list[TrialRecord], before: dict[int, TrialRecord]) ->
     for number, record in before.items():
         assert trials[number] == record, f"COMPLETE trial {number} changed"
 
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with storage_url(request.param, tmp_path) as u:
-        yield u
 
 
 # ---------------------------------------------------------------------------

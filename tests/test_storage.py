@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from _storage_urls import BACKENDS, as_written_by_schema, postgres_schema_url, storage_url
+from _storage_urls import as_written_by_schema, postgres_schema_url
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -33,12 +33,6 @@ from carbs.storage import (
     normalize_url,
 )
 from carbs.storage.engine import masked
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
-    with storage_url(request.param, tmp_path) as u:  # type: ignore[arg-type]
-        yield u
 
 
 def _study(storage: Storage, name: str = "s") -> int:

@@ -7,11 +7,9 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, storage_url
 
 import carbs
 from carbs import LinearSpace, LogSpace, Param
@@ -35,11 +33,6 @@ def objective(p: dict[str, Any]) -> tuple[float, float]:
     """A bowl whose output improves with cost."""
     return (p["x"] - 0.3) ** 2 + 0.01 / p["c"], p["c"] * 10
 
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    with storage_url(request.param, tmp_path) as u:
-        yield u
 
 
 def test_lazy_exports() -> None:

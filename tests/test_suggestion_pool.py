@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _storage_urls import BACKENDS, as_written_by_schema, storage_url
+from _storage_urls import as_written_by_schema
 from sqlalchemy import inspect, text
 
 import carbs.study.pool as pool_module
@@ -24,11 +23,6 @@ from carbs.sweep_config import Budget
 
 MODEL_SETTINGS = {"num_random_samples": 4, "num_candidates_for_suggestion_per_dim": 10}
 
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with storage_url(request.param, tmp_path) as u:
-        yield u
 
 
 def _finish(study: Study, n: int, start: int = 0) -> None:

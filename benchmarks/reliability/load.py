@@ -212,6 +212,24 @@ def seed_finished_trials(url: str, study_name: str, n: int, seed: int = 0) -> No
         storage.finish_trial(study.id, record.number, state=TrialState.COMPLETE, output=output, cost=cost)
 
 
+def meter_cpu(storage: Storage, *methods: str) -> list[float]:
+    """Wrap ``methods`` of ``storage`` so that the CPU seconds spent in them add up in
+    the returned one-item list (set it to 0 to start a measurement)."""
+    spent = [0.0]
+    for name in methods:
+        real = getattr(storage, name)
+
+        def timed(*args: Any, _real: Callable[..., Any] = real, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return _real(*args, **kwargs)
+            finally:
+                spent[0] += time.process_time() - start
+
+        setattr(storage, name, timed)
+    return spent
+
+
 def fill_pool(study: Study, n: int) -> None:
     """Store ``n`` suggestions of one batch in the study's suggestion pool, with the
     observation count and cost estimates a refill stores."""
@@ -257,17 +275,7 @@ def run_load(
     study = create_study(study_name, url, params=PARAMS, settings=settings or {})
     seed_finished_trials(url, study_name, seed_random_trials)
     seed_ask_cpu = []
-    locked_cpu = [0.0]
-    real_locked = study.storage.locked_study
-
-    def timed_locked(study_id: int, fn: Callable[[Any], T]) -> T:
-        start = time.process_time()
-        try:
-            return real_locked(study_id, fn)
-        finally:
-            locked_cpu[0] += time.process_time() - start
-
-    study.storage.locked_study = timed_locked  # type: ignore[method-assign]
+    locked_cpu = meter_cpu(study.storage, "locked_study")
     for _ in range(seed_trials):
         locked_cpu[0], start = 0.0, time.process_time()
         trial = study.ask()

@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy
 import scipy
@@ -29,7 +28,7 @@ import sqlalchemy
 
 import carbs
 from benchmarks.reliability import faults
-from benchmarks.reliability.load import LoadResult, run_load
+from benchmarks.reliability.load import LoadResult, meter_cpu, run_load
 from carbs.storage import dispose_engines
 
 # Storage-bound load: the random phase never ends, so ask() costs only the storage.
@@ -116,29 +115,9 @@ def pooled_ask_cpu(url: str, study_name: str = "load", asks: int = 8) -> tuple[f
     from carbs.study import load_study
 
     study = load_study(study_name, url)
-    locked_cpu = [0.0]
-    real_locked = study.storage.locked_study
-
-    def timed_locked(study_id: int, fn: Callable[[Any], Any]) -> Any:
-        start = time.process_time()
-        try:
-            return real_locked(study_id, fn)
-        finally:
-            locked_cpu[0] += time.process_time() - start
-
-    real_take = study.storage.take_suggestion
-
-    def timed_take(*args: Any, **kwargs: Any) -> Any:
-        start = time.process_time()
-        try:
-            return real_take(*args, **kwargs)
-        finally:
-            locked_cpu[0] += time.process_time() - start
-
     trials = [study.ask(), study.ask()]  # trials in flight: the pool is used and filled
     study.wait_for_pool_refill(300)
-    study.storage.locked_study = timed_locked  # type: ignore[method-assign]
-    study.storage.take_suggestion = timed_take  # type: ignore[method-assign]
+    locked_cpu = meter_cpu(study.storage, "locked_study", "take_suggestion")
     samples = []
     for _ in range(asks):
         locked_cpu[0], start = 0.0, time.process_time()
