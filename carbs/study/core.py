@@ -670,9 +670,6 @@ class Study:
         opt.outstanding_suggestions = {}
         _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING or t.number in new)
         _add_pending(opt, pool, "pool")
-        # The pooled suggestions will become trials: continue the random stream past
-        # them (as a refill does), or a draw could repeat one of them.
-        opt.suggestion_count += len(pool)
         return opt
 
     def _suggest(
@@ -685,7 +682,6 @@ class Study:
         if opt is None:
             opt = self.build_optimizer(trials)
             _add_pending(opt, pool, "pool")
-            opt.suggestion_count += len(pool)  # as in _snapshot_view
         opt.set_cost_budget(cost_left)
         # Points running or waiting in the pool are not handed out again.
         taken = [t.params for t in trials if t.state == TrialState.RUNNING] + [dict(p) for p in pool]

@@ -172,13 +172,19 @@ def _definition_digest(params: Any, direction: int, settings: Any) -> str:
 
 
 def _add_pending(opt: CARBS, points: Sequence[Mapping[str, Any]], prefix: str) -> None:
-    """Make ``points`` (parameter dicts) pending suggestions of ``opt``; those outside its space are left out."""
+    """Make the pooled ``points`` (parameter dicts) pending suggestions of ``opt``; those
+    outside its space are left out.
+
+    They will become trials, so ``opt``'s random stream continues past them (as it
+    does past the trials handed out): a draw must not repeat one of them.
+    """
     for i, point in enumerate(points):
         try:
             basic = opt.search_space.to_basic(dict(point))
         except SpaceError:
             continue
         opt.outstanding_suggestions[f"{prefix}-{i}"] = SuggestionInBasic(basic)
+        opt.suggestion_count += 1
 
 
 def _private_copy(opt: CARBS) -> CARBS:
@@ -312,15 +318,10 @@ def _refill_pool(study: PoolOwner, request: _AskRequest, claimed: bool = False) 
             left = _cost_left(trials, request.budget, request.cost_left)
             # Continue the random stream and the resample schedule past the
             # trials and the pooled suggestions that will become trials.
-            counts = (
-                len(trials) + len(kept),
-                sum(1 for t in trials if t.suggestion_kind == "resample")
-                + sum(1 for p in kept if p.suggestion_kind == "resample"),
-            )
             opt = _private_copy(snapshot.optimizer)
             _restore_pending(opt, trials, lambda t: t.state == TrialState.RUNNING)
             _add_pending(opt, [p.params for p in kept], "pool")
-            opt.suggestion_count, opt.resample_count = counts
+            opt.resample_count += sum(1 for p in kept if p.suggestion_kind == "resample")
             opt.set_cost_budget(left)
             made = 0
             stale = False
